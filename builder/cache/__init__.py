@@ -1,0 +1,1 @@
+"""The content-addressed cache: downloads by digest, stage artifacts by cache key."""

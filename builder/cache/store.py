@@ -1,0 +1,143 @@
+"""On-disk store: ``downloads/sha256/<hex>`` and ``stages/<key>/{files…, meta.json}``.
+
+Everything is written under a temporary name in the same filesystem, fsynced, then renamed.
+A stage directory without a complete ``meta.json`` does not exist as far as readers go, so a
+build killed at any point leaves nothing a later run would trust.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import fcntl
+import json
+import os
+import shutil
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Iterator
+
+META = "meta.json"
+
+
+def default_root(env: dict[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("IRONFORGE_CACHE"):
+        return Path(env["IRONFORGE_CACHE"])
+    base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
+    return Path(base) / "ironforge"
+
+
+def fsync_dir(path: Path) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+def fsync_tree(path: Path) -> None:
+    """fsync every file under ``path`` and the directories themselves."""
+    for dirpath, _dirs, files in os.walk(path):
+        for f in files:
+            p = os.path.join(dirpath, f)
+            if os.path.islink(p):
+                continue
+            fd = os.open(p, os.O_RDONLY)
+            try:
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        fsync_dir(Path(dirpath))
+
+
+def atomic_write_text(path: Path, text: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    try:
+        with os.fdopen(fd, "w") as f:
+            f.write(text)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+        fsync_dir(path.parent)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            os.unlink(tmp)
+        raise
+
+
+@contextlib.contextmanager
+def file_lock(path: Path) -> Iterator[None]:
+    """Exclusive advisory lock (fcntl.flock) held for the duration of the block."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        yield
+    finally:
+        fcntl.flock(fd, fcntl.LOCK_UN)
+        os.close(fd)
+
+
+@dataclass(frozen=True)
+class Store:
+    root: Path
+
+    # -- downloads ---------------------------------------------------------------------
+    def download_path(self, sha256_hex: str) -> Path:
+        return self.root / "downloads" / "sha256" / sha256_hex.lower()
+
+    def download_tmpdir(self) -> Path:
+        d = self.root / "downloads" / "tmp"
+        d.mkdir(parents=True, exist_ok=True)
+        return d
+
+    def download_lock(self, name: str):
+        return file_lock(self.root / "locks" / f"download-{name}.lock")
+
+    # -- stages --------------------------------------------------------------------------
+    def stage_dir(self, key: str) -> Path:
+        return self.root / "stages" / key
+
+    def stage_lock(self, key: str):
+        return file_lock(self.root / "locks" / f"stage-{key}.lock")
+
+    def read_meta(self, key: str) -> dict | None:
+        """The stage's meta.json, or None when the stage is absent or incomplete."""
+        meta = self.stage_dir(key) / META
+        try:
+            data = json.loads(meta.read_text())
+        except (OSError, ValueError):
+            return None
+        if not isinstance(data, dict) or data.get("complete") is not True or data.get("key") != key:
+            return None
+        for name in data.get("files", {}).values():
+            if not (self.stage_dir(key) / name).exists():
+                return None
+        return data
+
+    def new_stage_workdir(self, key: str) -> Path:
+        tmp = self.root / "stages" / "tmp"
+        tmp.mkdir(parents=True, exist_ok=True)
+        return Path(tempfile.mkdtemp(prefix=f"{key[:16]}.", dir=tmp))
+
+    def commit_stage(self, key: str, workdir: Path, meta: dict) -> Path:
+        """fsync the work dir, write meta.json last, then rename it into place."""
+        meta = dict(meta, key=key, complete=True)
+        fsync_tree(workdir)
+        atomic_write_text(workdir / META, json.dumps(meta, indent=2, sort_keys=True))
+        final = self.stage_dir(key)
+        if final.exists():
+            # an incomplete leftover of a killed run: it was never trusted; replace it
+            shutil.rmtree(final)
+        os.rename(workdir, final)
+        fsync_dir(final.parent)
+        return final
+
+    def clean_tmp(self) -> None:
+        """Remove work dirs of killed runs (call with no build running against this store)."""
+        for sub in ("stages/tmp", "downloads/tmp"):
+            d = self.root / sub
+            if d.exists():
+                shutil.rmtree(d, ignore_errors=True)

@@ -1,0 +1,1 @@
+"""Facts about the machine ironforge runs on: accelerator, tools, libguestfs."""

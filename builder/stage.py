@@ -1,0 +1,72 @@
+"""What a stage is: a named, versioned plain function over typed inputs.
+
+A stage module defines one ``STAGE = StageDef(...)``. The engine computes its cache key from
+the stage's name and version, the recipe values it reads, its inputs' keys, the versions of
+the host tools it uses and its upstream pins; it runs ``run(ctx, inputs)`` in a fresh work
+directory and publishes that directory atomically as the stage's artifact.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable
+
+from builder.cache.store import Store
+from builder.host.accel import Accel
+
+
+@dataclass(frozen=True)
+class Artifact:
+    """A finished stage's output, as read back from the cache."""
+
+    stage: str
+    key: str
+    dir: Path
+    files: dict[str, str]          # logical name -> file name inside ``dir``
+    data: dict[str, Any]           # JSON facts the stage reported (pins, guest facts, …)
+
+    def path(self, name: str) -> Path:
+        return self.dir / self.files[name]
+
+    @property
+    def image(self) -> Path:
+        """The disk image this stage produced (by convention under the name 'image')."""
+        return self.path("image")
+
+
+@dataclass(frozen=True)
+class Output:
+    """What ``run`` returns: files it wrote into ``ctx.workdir`` and facts about them."""
+
+    files: dict[str, str] = field(default_factory=dict)
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass
+class StageContext:
+    """Everything a stage may use. No globals: this is passed in."""
+
+    recipe: "Recipe"  # noqa: F821  (builder.recipe.Recipe; avoid an import cycle)
+    accel: Accel
+    store: Store
+    workdir: Path                  # write outputs here; it becomes the artifact directory
+    log: logging.Logger
+    progress: bool = False         # show tqdm bars
+    offline: bool = False          # use the cache only; no network
+    debug: bool = False
+    options: dict[str, Any] = field(default_factory=dict)  # CLI-level knobs (verify timeout…)
+
+
+@dataclass(frozen=True)
+class StageDef:
+    name: str
+    version: int
+    reads: tuple[str, ...]                      # recipe key paths (a prefix covers its subtree)
+    run: Callable[[StageContext, dict[str, Artifact]], Output]
+    tools: tuple[str, ...] = ()                 # host tools whose versions go into the key
+    # Upstream pins known before running (e.g. sha256 of InRelease); may use the network.
+    pins: Callable[[StageContext], dict[str, Any]] | None = None
+    inputs: tuple[str, ...] = ()                # names of earlier stages whose artifacts it takes
+    doc: str = ""
