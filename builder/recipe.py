@@ -1,14 +1,29 @@
-"""Recipe: a validated TOML document with defaults applied (loader lands next)."""
+"""Recipes: TOML files merged through ``extends``, validated against the settings table.
+
+Validation collects every problem before reporting, each with the file it came from, its key
+path, what was expected and what was found, and a did-you-mean for unknown keys.
+"""
 
 from __future__ import annotations
 
+import copy
+import difflib
+import hashlib
+import json
+import os
+import tomllib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from builder import arch as archmod
+from builder import settings as st
+from builder.errors import RecipeError, RecipeProblem, UsageError
 
 _MISSING = object()
+
+DEBIAN_RELEASES = {"12": "bookworm", "13": "trixie"}
+DEBIAN_CODENAMES = {v: k for k, v in DEBIAN_RELEASES.items()}
 
 
 @dataclass(frozen=True)
@@ -32,6 +47,10 @@ class Recipe:
         return node
 
     @property
+    def dir(self) -> Path:
+        return self.path.parent if self.path else Path.cwd()
+
+    @property
     def arch(self) -> str:
         """Internal arch word: 'x86_64' or 'i686'."""
         return archmod.normalise(self.values["arch"])
@@ -45,6 +64,276 @@ class Recipe:
         return str(self.values["os"]["release"])
 
     @property
+    def codename(self) -> str:
+        return DEBIAN_RELEASES.get(self.release, self.release)
+
+    @property
     def family_arch(self) -> str:
         """The OS family's own arch word (Debian 'amd64'/'i386')."""
         return archmod.family_word(self.family, self.arch)
+
+
+def canonical_json(value: Any) -> str:
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+# -- finding and reading files ------------------------------------------------------------------
+
+def default_recipes_dir() -> Path:
+    env = os.environ.get("IRONFORGE_RECIPES")
+    if env:
+        return Path(env)
+    local = Path.cwd() / "recipes"
+    if local.is_dir():
+        return local
+    return Path(__file__).resolve().parent.parent / "recipes"
+
+
+def find(name_or_path: str, recipes_dir: Path | None = None, relative_to: Path | None = None) -> Path:
+    """A recipe by file stem (``debian-12-amd64``) or path."""
+    p = Path(name_or_path)
+    if p.suffix == ".toml" or "/" in name_or_path:
+        base = relative_to or Path.cwd()
+        p = p if p.is_absolute() else base / p
+        if p.is_file():
+            return p
+        raise UsageError(f"recipe file {name_or_path!r} not found")
+    dirs = [d for d in (relative_to, recipes_dir or default_recipes_dir()) if d]
+    for d in dirs:
+        cand = d / f"{name_or_path}.toml"
+        if cand.is_file():
+            return cand
+    known = sorted({f.stem for d in dirs if d.is_dir() for f in d.glob("*.toml")})
+    close = difflib.get_close_matches(name_or_path, known, n=1)
+    hint = f"did you mean {close[0]!r}?" if close else ("known recipes: " + ", ".join(known) if known else None)
+    raise UsageError(f"no recipe named {name_or_path!r} in {', '.join(str(d) for d in dirs)}", hint=hint)
+
+
+def list_recipes(recipes_dir: Path | None = None) -> list[Path]:
+    d = recipes_dir or default_recipes_dir()
+    return sorted(d.glob("*.toml"))
+
+
+def _read_toml(path: Path, problems: list[RecipeProblem]) -> dict | None:
+    try:
+        with open(path, "rb") as f:
+            return tomllib.load(f)
+    except tomllib.TOMLDecodeError as exc:
+        problems.append(RecipeProblem(str(path), "", "valid TOML", f"a syntax error: {exc}"))
+    except (OSError, UnicodeDecodeError) as exc:
+        problems.append(RecipeProblem(str(path), "", "a readable UTF-8 TOML file", str(exc)))
+    return None
+
+
+def _merge(base: dict, over: dict, base_origin: dict, over_file: str, prefix: str = "") -> None:
+    """Merge ``over`` into ``base`` in place: tables key by key, everything else (lists) replaces."""
+    for k, v in over.items():
+        path = f"{prefix}.{k}" if prefix else k
+        if isinstance(v, dict) and isinstance(base.get(k), dict) and not st.BY_KEY.get(path):
+            _merge(base[k], v, base_origin, over_file, path)
+        else:
+            base[k] = copy.deepcopy(v)
+            for o in [o for o in base_origin if o == path or o.startswith(path + ".")]:
+                del base_origin[o]
+            base_origin[path] = over_file
+        if isinstance(v, dict) and path not in base_origin:
+            base_origin.setdefault(path, over_file)
+
+
+def _origins(doc: dict, file: str, prefix: str = "") -> dict[str, str]:
+    out = {}
+    for k, v in doc.items():
+        path = f"{prefix}.{k}" if prefix else k
+        out[path] = file
+        if isinstance(v, dict):
+            out.update(_origins(v, file, path))
+    return out
+
+
+def read_chain(path: Path, recipes_dir: Path | None, problems: list[RecipeProblem],
+               _seen: tuple[Path, ...] = ()) -> tuple[dict, dict[str, str], tuple[Path, ...]]:
+    """The merged document of ``path`` and its ``extends`` ancestors, with each key's origin file."""
+    path = path.resolve()
+    if path in _seen:
+        cycle = " -> ".join(p.stem for p in (*_seen, path))
+        problems.append(RecipeProblem(str(_seen[-1]), "extends", "no cycle", f"a cycle: {cycle}"))
+        return {}, {}, _seen
+    doc = _read_toml(path, problems)
+    if doc is None:
+        return {}, {}, (*_seen, path)
+    parent = doc.pop("extends", None)
+    chain: tuple[Path, ...] = (*_seen, path)
+    if parent is None:
+        return doc, _origins(doc, str(path)), chain
+    if not isinstance(parent, str):
+        problems.append(RecipeProblem(str(path), "extends", "the name or path of another recipe",
+                                      _describe(parent)))
+        return doc, _origins(doc, str(path)), chain
+    try:
+        parent_path = find(parent, recipes_dir, relative_to=path.parent)
+    except UsageError as exc:
+        problems.append(RecipeProblem(str(path), "extends", "an existing recipe",
+                                      f"{parent!r} ({exc.hint or exc.message})"))
+        return doc, _origins(doc, str(path)), chain
+    base, origin, chain = read_chain(parent_path, recipes_dir, problems, chain)
+    _merge(base, doc, origin, str(path))
+    return base, origin, chain
+
+
+# -- validation --------------------------------------------------------------------------------
+
+def _describe(v: Any) -> str:
+    if isinstance(v, bool):
+        return "true" if v else "false"
+    if isinstance(v, str):
+        return json.dumps(v, ensure_ascii=False)[:80]
+    if isinstance(v, (int, float)):
+        return repr(v)
+    if isinstance(v, list):
+        return f"a list of {len(v)} item{'s' if len(v) != 1 else ''}"
+    if isinstance(v, dict):
+        return "a table"
+    return type(v).__name__
+
+
+def _suggest(key: str, prefix: str) -> str | None:
+    siblings = st.children(prefix)
+    close = difflib.get_close_matches(key, siblings, n=1, cutoff=0.6)
+    if close:
+        return f"{prefix}.{close[0]}".lstrip(".").replace("[]", "")
+    # the right name in the wrong table: hostname at the top level -> customize.hostname
+    for s in st.SETTINGS:
+        if s.key.rsplit(".", 1)[-1] == key and "[]" not in s.key:
+            return s.key
+    return None
+
+
+class _Validator:
+    def __init__(self, origin: dict[str, str], default_file: str):
+        self.origin = origin
+        self.default_file = default_file
+        self.problems: list[RecipeProblem] = []
+
+    def file_of(self, dpath: str) -> str:
+        # list items carry their list's origin
+        plain = ".".join(p.split("[", 1)[0] for p in dpath.split("."))
+        while plain:
+            if plain in self.origin:
+                return self.origin[plain]
+            plain = plain.rpartition(".")[0]
+        return self.default_file
+
+    def problem(self, dpath: str, expected: str, got: str, suggestion: str | None = None):
+        self.problems.append(RecipeProblem(self.file_of(dpath), dpath, expected, got, suggestion))
+
+    def table(self, node: dict, prefix: str, dprefix: str) -> dict:
+        out: dict[str, Any] = {}
+        for k, v in node.items():
+            skey = f"{prefix}.{k}" if prefix else k
+            dpath = f"{dprefix}.{k}" if dprefix else k
+            setting = st.BY_KEY.get(skey)
+            if setting is not None:
+                try:
+                    parsed = setting.type.parse(v)
+                except st.Bad as bad:
+                    self.problem(dpath, bad.expected, _describe(v))
+                    continue
+                if isinstance(setting.type, st.TableList):
+                    parsed = [self.table(item, skey + "[]", f"{dpath}[{i}]") for i, item in enumerate(parsed)]
+                out[k] = parsed
+            elif st.is_table(skey):
+                if not isinstance(v, dict):
+                    self.problem(dpath, f"a table [{skey}]", _describe(v))
+                    continue
+                out[k] = self.table(v, skey, dpath)
+            else:
+                self.problem(dpath, "a known setting (see `ironforge recipes schema`)",
+                             f"unknown key {k!r}", _suggest(k, prefix))
+        self.defaults(out, node, prefix, dprefix)
+        return out
+
+    def defaults(self, out: dict, given: dict, prefix: str, dprefix: str) -> None:
+        for name in st.children(prefix):
+            if name in out or name in given:  # given but invalid: already reported
+                continue
+            skey = f"{prefix}.{name}" if prefix else name
+            dpath = f"{dprefix}.{name}" if dprefix else name
+            setting = st.BY_KEY.get(skey)
+            if setting is not None:
+                if setting.required:
+                    self.problem(dpath, f"a value ({setting.type.expected})", "nothing (the key is required)")
+                elif setting.default is not None:
+                    out[name] = copy.deepcopy(setting.default)
+                else:
+                    out[name] = None
+            elif "[]" not in skey:
+                # top-level tables always exist with their defaults; sub-tables of list items
+                # (sources[].debian_installer) exist only when written
+                out[name] = self.table({}, skey, dpath)
+
+
+def _cross_checks(v: _Validator, values: dict) -> None:
+    """Rules that span several keys."""
+    os_ = values.get("os") or {}
+    fam, rel = os_.get("family"), os_.get("release")
+    arch_word = values.get("arch")
+    arch = archmod.normalise(arch_word) if isinstance(arch_word, str) and arch_word.lower() in archmod.ALIASES else None
+    if fam == "debian" and isinstance(rel, str):
+        rel_n = DEBIAN_CODENAMES.get(rel.lower(), rel)
+        if rel_n not in DEBIAN_RELEASES:
+            v.problem("os.release", "a supported Debian release: " +
+                      ", ".join(f'"{n}" ({c})' for n, c in DEBIAN_RELEASES.items()), _describe(rel))
+        else:
+            os_["release"] = rel_n
+            if rel_n == "13" and arch == archmod.I686:
+                v.problem("arch", "amd64 (Debian 13 ships no i386 kernel or installer)", _describe(arch_word))
+    if values.get("firmware") == "uefi" and arch == archmod.I686:
+        v.problem("firmware", '"bios" for 32-bit images (no 32-bit UEFI firmware here)', '"uefi"')
+    names: set[str] = set()
+    for i, src in enumerate(values.get("sources") or []):
+        kinds = [k for k in ("url", "path", "debian_installer") if src.get(k) is not None]
+        if len(kinds) != 1:
+            v.problem(f"sources[{i}]", "exactly one of url, path, debian_installer",
+                      "none" if not kinds else " and ".join(kinds))
+        if src.get("url") and not (src.get("sha256") or src.get("sha512")):
+            v.problem(f"sources[{i}].sha256", "a sha256 or sha512 for a url source", "nothing")
+        if src.get("name") in names:
+            v.problem(f"sources[{i}].name", "a name not used by another source", _describe(src["name"]))
+        names.add(src.get("name"))
+    build = values.get("build") or {}
+    if build.get("method") == "installer" and fam == "debian":
+        if not any(s.get("debian_installer") for s in values.get("sources") or []):
+            v.problem("sources", 'a [[sources]] entry with debian_installer for build.method = "installer"',
+                      "none")
+    for i, f in enumerate((values.get("customize") or {}).get("files") or []):
+        if (f.get("content") is None) == (f.get("source") is None):
+            v.problem(f"customize.files[{i}]", "exactly one of content, source",
+                      "both" if f.get("content") is not None else "neither")
+
+
+def validate(doc: dict, origin: dict[str, str] | None = None, file: str = "<recipe>") \
+        -> tuple[dict, list[RecipeProblem]]:
+    """Validated values with defaults, and every problem found (empty when valid)."""
+    v = _Validator(origin or {}, file)
+    if not isinstance(doc, dict):
+        v.problem("", "a TOML table", _describe(doc))
+        return {}, v.problems
+    doc = dict(doc)
+    doc.pop("extends", None)
+    values = v.table(doc, "", "")
+    # cross-field rules look only at values that parsed, so they add to, never mask, the others
+    _cross_checks(v, values)
+    return values, v.problems
+
+
+def load(name_or_path: str | Path, recipes_dir: Path | None = None) -> Recipe:
+    """Find, read, merge and validate a recipe; RecipeError lists every problem."""
+    path = find(str(name_or_path), recipes_dir)
+    problems: list[RecipeProblem] = []
+    doc, origin, chain = read_chain(path, recipes_dir, problems)
+    values, vproblems = validate(doc, origin, str(path))
+    problems.extend(vproblems)
+    if problems:
+        raise RecipeError(problems, hint="`ironforge recipes schema` lists every setting")
+    digest = hashlib.sha256(canonical_json(values).encode()).hexdigest()
+    return Recipe(name=path.stem, path=path, values=values, digest=digest, chain=chain)
