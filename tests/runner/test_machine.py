@@ -1,0 +1,170 @@
+"""The QEMU command builder for every arch/firmware/bus/NIC combination, and a real QemuMachine."""
+
+from __future__ import annotations
+
+import itertools
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder.errors import UsageError
+from builder.host.accel import Accel
+from builder.runner.machine import BUSES, Disk, MachineSpec, QemuMachine, build_command
+from builder.runner.ppm import decode_png_size
+
+TCG = Accel("tcg", "test")
+KVM = Accel("kvm", "test")
+
+
+def _pairs(cmd: list[str], flag: str) -> list[str]:
+    return [cmd[i + 1] for i, a in enumerate(cmd) if a == flag]
+
+
+def _spec(**kw) -> MachineSpec:
+    base = dict(arch="x86_64", accel=TCG, serial_log=Path("/tmp/ser.log"))
+    base.update(kw)
+    return MachineSpec(**base)
+
+
+COMBOS = [(a, f, b, n, acc)
+          for a, f, b, n, acc in itertools.product(("x86_64", "i686"), ("bios", "uefi"), BUSES,
+                                                    ("virtio", "e1000", None), (TCG, KVM))
+          if not (a == "i686" and f == "uefi")]
+
+
+@pytest.mark.parametrize("arch,firmware,bus,nic,accel", COMBOS)
+def test_every_combination(arch, firmware, bus, nic, accel):
+    disks = (Disk(Path("/img/a.qcow2"), "qcow2", bus), Disk(Path("/img/b.raw"), "raw", bus, snapshot=True))
+    cmd = build_command(_spec(arch=arch, firmware=firmware, nic=nic, accel=accel, disks=disks),
+                        Path("/run/q.sock"))
+    assert cmd[0] == {"x86_64": "qemu-system-x86_64", "i686": "qemu-system-i386"}[arch]
+    assert "-nodefaults" in cmd and "-no-reboot" in cmd
+    assert _pairs(cmd, "-machine") == ["q35" if firmware == "uefi" else "pc"]
+    # accel and CPU: KVM -> host CPU, TCG -> "max" (PAE+NX for 686-pae kernels)
+    assert _pairs(cmd, "-accel") == (["kvm"] if accel.kvm else ["tcg,thread=multi"])
+    assert _pairs(cmd, "-cpu") == (["host"] if accel.kvm else ["max"])
+    # firmware
+    pflash = [d for d in _pairs(cmd, "-drive") if d.startswith("if=pflash")]
+    if firmware == "uefi":
+        assert len(pflash) == 2 and "readonly=on" in pflash[0] and "OVMF_CODE" in pflash[0]
+        assert "snapshot=on" in pflash[1] and "OVMF_VARS" in pflash[1]
+    else:
+        assert pflash == []
+    # disks: detected format passed explicitly, snapshot honoured, a device per drive
+    drives = [d for d in _pairs(cmd, "-drive") if not d.startswith("if=pflash")]
+    assert drives[0].startswith("file=/img/a.qcow2,format=qcow2,if=none,id=disk0")
+    assert "format=raw" in drives[1] and "snapshot=on" in drives[1] and "snapshot" not in drives[0]
+    devices = _pairs(cmd, "-device")
+    disk_devs = [d for d in devices if "drive=disk" in d]
+    assert len(disk_devs) == 2
+    expected = {"virtio": "virtio-blk-pci", "scsi": "scsi-hd", "sata": "ide-hd", "ide": "ide-hd"}[bus]
+    assert all(d.startswith(expected + ",") for d in disk_devs)
+    assert "bootindex=0" in disk_devs[0]
+    if bus == "scsi":
+        assert "virtio-scsi-pci,id=scsi0" in devices
+    if bus == "sata":
+        assert "ahci,id=ahci0" in devices and "bus=ahci0.1" in disk_devs[1]
+    if bus == "ide":
+        assert ("bus=ide.0,unit=1" if firmware == "bios" else "bus=ide.1") in disk_devs[1]
+    # NIC
+    if nic is None:
+        assert "-netdev" not in cmd
+    else:
+        assert _pairs(cmd, "-netdev") == ["user,id=net0"]
+        assert {"virtio": "virtio-net-pci,netdev=net0", "e1000": "e1000,netdev=net0"}[nic] in devices
+    # headless, serial to file, QMP
+    assert _pairs(cmd, "-display") == ["none"]
+    assert "file,id=ser0,path=/tmp/ser.log" in _pairs(cmd, "-chardev")
+    assert "socket,id=qmp,path=/run/q.sock,server=on,wait=off" in _pairs(cmd, "-chardev")
+
+
+def test_uefi_on_i686_is_a_clear_error():
+    with pytest.raises(UsageError, match="UEFI.*x86_64"):
+        build_command(_spec(arch="i686", firmware="uefi"), None)
+
+
+def test_arch_aliases_and_unknown_arch():
+    assert build_command(_spec(arch="i386"), None)[0] == "qemu-system-i386"
+    assert build_command(_spec(arch="amd64"), None)[0] == "qemu-system-x86_64"
+    with pytest.raises(UsageError, match="sparc"):
+        build_command(_spec(arch="sparc"), None)
+
+
+@pytest.mark.parametrize("bad", [dict(nic="rtl8139"), dict(firmware="coreboot"),
+                                 dict(disks=(Disk(Path("x"), bus="nvme"),)), dict(append="quiet"),
+                                 dict(fw_cfg={"a/b": "x"})])
+def test_rejects_unknown_facts(bad):
+    with pytest.raises(UsageError):
+        build_command(_spec(**bad), None)
+
+
+def test_kernel_fwcfg_smbios_serials_and_escaping():
+    spec = _spec(kernel=Path("/k/vmlinuz"), initrd=Path("/k/initrd"), append="console=ttyS0 quiet",
+                 fw_cfg={"nonce": "ab,cd"}, smbios_oem_strings=("ironforge.nonce=abc", "x=1"),
+                 extra_serial_logs=(Path("/tmp/s1.log"), Path("/tmp/s,2.log")),
+                 disks=(Disk(Path("/img/with,comma.qcow2"), readonly=True),), no_reboot=False, memory_mb=2048,
+                 cpus=2)
+    cmd = build_command(spec, None)
+    assert _pairs(cmd, "-kernel") == ["/k/vmlinuz"] and _pairs(cmd, "-initrd") == ["/k/initrd"]
+    assert _pairs(cmd, "-append") == ["console=ttyS0 quiet"]
+    assert _pairs(cmd, "-fw_cfg") == ["name=opt/ironforge/nonce,string=ab,,cd"]
+    assert _pairs(cmd, "-smbios") == ["type=11,value=ironforge.nonce=abc,value=x=1"]
+    assert _pairs(cmd, "-serial") == ["chardev:ser0", "chardev:ser1", "chardev:ser2"]
+    assert "file,id=ser2,path=/tmp/s,,2.log" in _pairs(cmd, "-chardev")
+    assert "file=/img/with,,comma.qcow2" in _pairs(cmd, "-drive")[0]
+    assert "readonly=on" in _pairs(cmd, "-drive")[0] and "discard" not in _pairs(cmd, "-drive")[0]
+    assert "-no-reboot" not in cmd and _pairs(cmd, "-m") == ["2048"] and _pairs(cmd, "-smp") == ["2"]
+    assert "-qmp" not in cmd and not any("id=qmp" in c for c in _pairs(cmd, "-chardev"))
+
+
+def test_interactive_serial_on_stdio_and_extra_logs_keep_their_numbers():
+    cmd = build_command(MachineSpec(arch="x86_64", accel=TCG, serial_stdio=True), None)
+    assert _pairs(cmd, "-serial") == ["mon:stdio"]
+    cmd = build_command(MachineSpec(arch="x86_64", accel=TCG, extra_serial_logs=(Path("/tmp/s1"),)), None)
+    assert _pairs(cmd, "-serial") == ["null", "chardev:ser1"]  # the log is still ttyS1
+    with pytest.raises(UsageError):
+        build_command(MachineSpec(arch="x86_64", accel=TCG, serial_stdio=True, serial_log=Path("/x")), None)
+
+
+def test_cdrom_media():
+    cmd = build_command(_spec(disks=(Disk(Path("/i.iso"), "raw", "sata", media="cdrom"),
+                                     Disk(Path("/j.iso"), "raw", "virtio", media="cdrom"))), None)
+    devs = _pairs(cmd, "-device")
+    assert any(d.startswith("ide-cd,drive=disk0") for d in devs)
+    assert any(d.startswith("scsi-cd,drive=disk1") for d in devs)
+    assert all("readonly=on" in d for d in _pairs(cmd, "-drive"))
+
+
+@pytest.mark.boot
+@pytest.mark.parametrize("arch,firmware", [("x86_64", "uefi"), ("i686", "bios")])
+def test_real_machine_qmp_screendump_and_cleanup(tmp_path, arch, firmware):
+    """A real QEMU: QMP answers, a screendump is a real PNG, and the process is gone after the block."""
+    blank = tmp_path / "blank.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(blank), "16M"], check=True)
+    before = blank.read_bytes()
+    spec = MachineSpec(arch=arch, accel=TCG, firmware=firmware, memory_mb=256,
+                       disks=(Disk(blank, "qcow2", "virtio", snapshot=True),),
+                       serial_log=tmp_path / "serial.log", fw_cfg={"nonce": "n1"})
+    with QemuMachine(spec) as m:
+        m.start()
+        assert m.qmp.execute("query-status")["status"] in ("running", "prelaunch")
+        png = m.screendump(tmp_path / "shot.png")
+        w, h = decode_png_size(png.read_bytes())
+        assert w >= 320 and h >= 200
+        pid = m.pid
+    with pytest.raises(ProcessLookupError):
+        os.kill(pid, 0)
+    assert m.returncode is not None
+    assert blank.read_bytes() == before  # snapshot=on wrote nothing back
+
+
+@pytest.mark.boot
+def test_qemu_refusing_to_start_is_reported(tmp_path):
+    from builder.errors import BuildError
+
+    spec = _spec(disks=(Disk(tmp_path / "missing.qcow2"),), serial_log=tmp_path / "s.log")
+    with pytest.raises(BuildError, match="QEMU exited at start.*missing.qcow2"):
+        with QemuMachine(spec) as m:
+            m.start()
