@@ -1,5 +1,422 @@
-"""Placeholder until the CLI lands (replaced in the foundation commit)."""
+"""The command line: the only place that prints errors and maps them to exit codes.
+
+0 ok, 1 build or verification failed, 2 bad recipe or usage, 3 missing environment.
+"""
+
+from __future__ import annotations
+
+import concurrent.futures
+import functools
+import json
+import logging
+import os
+import shutil
+import sys
+import traceback
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import click
+
+from builder import __version__, pipeline, recipe as recipes, settings
+from builder.cache.store import Store, default_root
+from builder.errors import IronforgeError, MissingEnvironment, RecipeError, UsageError
+from builder.host import accel as accelmod
+from builder.host import tools
+
+log = logging.getLogger("ironforge.cli")
 
 
-def main() -> None:  # pragma: no cover
-    raise SystemExit(2)
+@dataclass
+class App:
+    """Per-invocation settings; passed down instead of globals."""
+
+    cache_dir: Path
+    output_dir: Path
+    recipes_dir: Path | None
+    accel_override: str | None
+    debug: bool
+    verbose: int
+    quiet: bool
+    _accel: accelmod.Accel | None = field(default=None, repr=False)
+
+    @property
+    def progress(self) -> bool:
+        return not self.quiet and sys.stderr.isatty()
+
+    @property
+    def store(self) -> Store:
+        return Store(self.cache_dir)
+
+    def accel(self) -> accelmod.Accel:
+        """Chosen once per process and announced once."""
+        if self._accel is None:
+            self._accel = accelmod.choose(self.accel_override)
+            log.info(self._accel.notice())
+        return self._accel
+
+    def engine(self, offline: bool = False, options: dict | None = None):
+        from builder.engine import Engine
+        return Engine(store=self.store, accel=self.accel(), progress=self.progress, offline=offline,
+                      debug=self.debug, options=options or {})
+
+
+def _emit_json(obj) -> None:
+    click.echo(json.dumps(obj, indent=2, default=str))
+
+
+def _report(exc: BaseException, debug: bool) -> int:
+    if isinstance(exc, IronforgeError):
+        click.echo(f"error: {exc.message}", err=True)
+        if exc.hint:
+            click.echo(f"  hint: {exc.hint}", err=True)
+        failure = getattr(exc, "failure", None)
+        if failure is not None:
+            for label, p in (("serial log", failure.serial_log), ("screenshot", failure.screenshot)):
+                if p:
+                    click.echo(f"  {label}: {p}", err=True)
+        code = exc.exit_code
+    else:
+        click.echo(f"internal error: {type(exc).__name__}: {exc}", err=True)
+        if not debug:
+            click.echo("  (run with --debug for the traceback)", err=True)
+        code = 1
+    if debug:
+        traceback.print_exception(exc, file=sys.stderr)
+    return code
+
+
+@click.group(context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(__version__, prog_name="ironforge")
+@click.option("-v", "--verbose", count=True, help="Explain what is happening (DEBUG logging).")
+@click.option("-q", "--quiet", is_flag=True, help="Only warnings and errors.")
+@click.option("--debug", is_flag=True, help="Show tracebacks on errors.")
+@click.option("--cache-dir", type=click.Path(path_type=Path), default=None,
+              help="Cache root (default $IRONFORGE_CACHE or ~/.cache/ironforge).")
+@click.option("--output-dir", type=click.Path(path_type=Path), default=None,
+              help="Where published images go (default ./output).")
+@click.option("--recipes-dir", type=click.Path(path_type=Path), default=None,
+              help="Where recipe names are looked up (default ./recipes).")
+@click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default=None,
+              help="Force the accelerator (default: detect; also $IRONFORGE_ACCEL).")
+@click.pass_context
+def cli(ctx, verbose, quiet, debug, cache_dir, output_dir, recipes_dir, accel):
+    """ironforge: build appliance images from recipes and prove they boot."""
+    from builder.log import setup
+    setup(verbose, quiet)
+    ctx.obj = App(cache_dir=cache_dir or default_root(),
+                  output_dir=output_dir or Path(os.environ.get("IRONFORGE_OUTPUT", "output")),
+                  recipes_dir=recipes_dir, accel_override=accel, debug=debug, verbose=verbose, quiet=quiet)
+
+
+pass_app = click.make_pass_decorator(App)
+
+
+# -- recipes -------------------------------------------------------------------------------------
+
+@cli.group("recipes")
+def recipes_cmd():
+    """List, validate, show recipes; print the settings reference."""
+
+
+@recipes_cmd.command("list")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def recipes_list(app: App, as_json):
+    rows = []
+    for p in recipes.list_recipes(app.recipes_dir):
+        try:
+            r = recipes.load(str(p), app.recipes_dir)
+            rows.append({"name": r.name, "arch": r.arch, "os": f"{r.family} {r.release}",
+                         "method": r.get("build.method"), "description": r.get("description"), "valid": True})
+        except IronforgeError as exc:
+            rows.append({"name": p.stem, "valid": False, "error": exc.message})
+    if as_json:
+        _emit_json(rows)
+        return
+    for row in rows:
+        if row["valid"]:
+            click.echo(f"{row['name']:<28} {row['arch']:<7} {row['os']:<10} {row['method']:<10} {row['description']}")
+        else:
+            click.echo(f"{row['name']:<28} INVALID (run `ironforge recipes validate {row['name']}`)")
+
+
+@recipes_cmd.command("validate")
+@click.argument("names", nargs=-1)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def recipes_validate(app: App, names, as_json):
+    """Validate recipes (all shipped ones when none is named); every problem is reported."""
+    targets = list(names) or [str(p) for p in recipes.list_recipes(app.recipes_dir)]
+    problems, report = [], []
+    for t in targets:
+        try:
+            r = recipes.load(t, app.recipes_dir)
+            report.append({"recipe": r.name, "ok": True})
+            if not as_json:
+                click.echo(f"ok  {r.name}")
+        except RecipeError as exc:
+            problems.extend(exc.problems)
+            report.append({"recipe": t, "ok": False, "problems": [p.__dict__ for p in exc.problems]})
+            if not as_json:
+                click.echo(f"bad {t}", err=True)
+                for p in exc.problems:
+                    click.echo(f"  {p}", err=True)
+    if as_json:
+        _emit_json(report)
+    if problems:
+        raise SystemExit(2)
+    if any(not r["ok"] for r in report):
+        raise SystemExit(2)
+
+
+@recipes_cmd.command("show")
+@click.argument("name")
+@pass_app
+def recipes_show(app: App, name):
+    """The recipe as ironforge sees it: merged, validated, defaults applied (JSON)."""
+    r = recipes.load(name, app.recipes_dir)
+    _emit_json({"name": r.name, "files": [str(p) for p in r.chain], "digest": r.digest,
+                "stages": pipeline.stage_names(r), "values": r.values})
+
+
+@recipes_cmd.command("schema")
+@click.option("--json", "as_json", is_flag=True)
+def recipes_schema(as_json):
+    """The settings reference, generated from the settings table."""
+    if as_json:
+        _emit_json(settings.schema_json())
+    else:
+        click.echo(settings.schema_markdown(), nl=False)
+
+
+# -- plan ----------------------------------------------------------------------------------------
+
+@cli.command("plan")
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every recipe in the recipes directory.")
+@click.option("--no-verify", is_flag=True, help="Plan without the verify stage.")
+@click.option("--offline", is_flag=True, help="Do not look upstream for pins.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def plan_cmd(app: App, names, all_, no_verify, offline, as_json):
+    """Each stage of each recipe, its cache key, and hit or miss with the reason."""
+    out = []
+    for r in _targets(app, names, all_):
+        entry = {"recipe": r.name, "stages": []}
+        try:
+            stages = pipeline.stages_for(r, verify=not no_verify)
+            steps = app.engine(offline=offline).plan(r, stages)
+            entry["stages"] = [{"stage": s.stage.name, "version": s.stage.version, "key": s.key,
+                                "hit": s.hit, "reason": s.reason} for s in steps]
+        except UsageError as exc:  # a stage not implemented yet: still list them all
+            entry["stages"] = [{"stage": n, "key": None, "hit": False, "reason": exc.message}
+                               for n in pipeline.stage_names(r, verify=not no_verify)]
+        out.append(entry)
+    if as_json:
+        _emit_json(out)
+        return
+    for entry in out:
+        click.echo(f"{entry['recipe']}:")
+        for s in entry["stages"]:
+            key = (s["key"] or "-")[:12]
+            state = "hit " if s["hit"] else "miss"
+            click.echo(f"  {s['stage']:<10} {key:<12} {state}  {'' if s['hit'] else s['reason']}")
+
+
+def _targets(app: App, names, all_) -> list:
+    if all_:
+        names = [str(p) for p in recipes.list_recipes(app.recipes_dir)]
+    if not names:
+        raise UsageError("name at least one recipe, or use --all")
+    loaded, problems = [], []
+    for n in names:
+        try:
+            loaded.append(recipes.load(n, app.recipes_dir))
+        except RecipeError as exc:
+            problems.extend(exc.problems)
+    if problems:
+        raise RecipeError(problems)
+    return loaded
+
+
+# -- build ---------------------------------------------------------------------------------------
+
+def build_one(app: App, r, force: bool, verify: bool, offline: bool, options: dict) -> dict:
+    from builder.publish import publish
+    stages = pipeline.stages_for(r, verify=verify)
+    engine = app.engine(offline=offline, options=options)
+    result = engine.run(r, stages, force=force)
+    verification = result.artifacts["verify"].data if "verify" in result.artifacts else None
+    out = publish(result, app.output_dir, engine.accel, verification)
+    hits = sum(s.hit for s in result.steps)
+    return {"recipe": r.name, "ok": True, "output": str(out),
+            "image": str(out / f"{r.name}.qcow2"), "cached_stages": hits, "stages": len(result.steps),
+            "verification": verification or {"status": "skipped"}}
+
+
+@cli.command("build")
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Build every recipe in the recipes directory.")
+@click.option("--force", is_flag=True, help="Re-run every stage even when cached.")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, help="Recipes built in parallel.")
+@click.option("--no-verify", is_flag=True, help="Skip the boot verification stage.")
+@click.option("--offline", is_flag=True, help="Use the cache only; no network.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def build_cmd(app: App, names, all_, force, jobs, no_verify, offline, as_json):
+    """Build recipes into output/<name>/, verified to boot unless --no-verify."""
+    targets = _targets(app, names, all_)
+    app.accel()
+    results, failures = [], []
+
+    def one(r):
+        try:
+            return build_one(app, r, force, not no_verify, offline, {})
+        except IronforgeError as exc:
+            return {"recipe": r.name, "ok": False, "error": exc.message, "hint": exc.hint,
+                    "exit_code": exc.exit_code, "_exc": exc}
+
+    if jobs == 1 or len(targets) == 1:
+        results = [one(r) for r in targets]
+    else:
+        with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
+            results = list(pool.map(one, targets))
+    failures = [r for r in results if not r["ok"]]
+    if as_json:
+        _emit_json([{k: v for k, v in r.items() if k != "_exc"} for r in results])
+    else:
+        for r in results:
+            if r["ok"]:
+                v = r["verification"]
+                verdict = ("verified" if v.get("passed") or v.get("status") == "passed"
+                           else "not verified (--no-verify)" if v.get("status") == "skipped" else "verify: see manifest")
+                click.echo(f"{r['recipe']}: {r['image']}  ({r['cached_stages']}/{r['stages']} stages cached, {verdict})")
+    if len(failures) == 1 and len(results) == 1:
+        raise failures[0]["_exc"]
+    if failures:
+        for f in failures:
+            click.echo(f"error: {f['recipe']}: {f['error']}", err=True)
+            if f.get("hint"):
+                click.echo(f"  hint: {f['hint']}", err=True)
+        raise SystemExit(max(f["exit_code"] for f in failures))
+
+
+# -- fetch ---------------------------------------------------------------------------------------
+
+@cli.command("fetch")
+@click.argument("names", nargs=-1)
+@click.option("--url", help="Fetch one URL (needs --sha256 or --sha512).")
+@click.option("--sha256", "sha256", help="Expected SHA-256 of --url.")
+@click.option("--sha512", "sha512", help="Expected SHA-512 of --url.")
+@click.option("--offline", is_flag=True, help="Use the cache only; fail if something is missing.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def fetch_cmd(app: App, names, url, sha256, sha512, offline, as_json):
+    """Fetch and verify every source of the recipes, or one --url."""
+    fetch = _fetch_module()
+    if url:
+        if names:
+            raise UsageError("give either recipes or --url, not both")
+        if not (sha256 or sha512):
+            raise UsageError("--url needs --sha256 or --sha512: a download is trusted only by its digest")
+        path = fetch.fetch_url(app.store, url, sha256=sha256, sha512=sha512, offline=offline,
+                               progress=app.progress)
+        if as_json:
+            _emit_json({"url": url, "path": str(path)})
+        else:
+            click.echo(str(path))
+        return
+    out = []
+    for r in _targets(app, names, False):
+        files = fetch.fetch_sources(app.store, r, offline=offline, progress=app.progress)
+        for f in files:
+            d = {k: (str(v) if isinstance(v, Path) else v) for k, v in vars(f).items()}
+            d["recipe"] = r.name
+            out.append(d)
+            if not as_json:
+                click.echo(f"{r.name}: {getattr(f, 'name', '')} {f.path}")
+        if not files and not as_json:
+            click.echo(f"{r.name}: no sources to fetch")
+    if as_json:
+        _emit_json(out)
+
+
+def _fetch_module():
+    try:
+        import builder.fetch as fetch
+    except ModuleNotFoundError:
+        from builder.errors import NotImplementedYet
+        raise NotImplementedYet("fetch is not implemented yet") from None
+    return fetch
+
+
+# -- doctor --------------------------------------------------------------------------------------
+
+DOCTOR_TOOLS = ("qemu-system-x86_64", "qemu-system-i386", "qemu-img", "mmdebstrap", "gpgv", "sfdisk",
+                "mke2fs", "xorriso", "cpio", "debconf-set-selections")
+
+
+@cli.command("doctor")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def doctor_cmd(app: App, as_json):
+    """What this machine can do: accelerator and why, tools, Python modules, cache."""
+    acc = accelmod.choose(app.accel_override)
+    report = {"accel": {"mode": acc.mode, "reason": acc.reason}, "tools": {}, "python": {}, "missing": []}
+    for t in DOCTOR_TOOLS:
+        path = tools.which(t)
+        report["tools"][t] = {"path": path, "version": tools.version(t) if path else None,
+                              "package": tools.PACKAGES.get(t, t)}
+        if not path:
+            report["missing"].append(f"{t} (apt-get install {tools.PACKAGES.get(t, t)})")
+    for mod, pkg in (("guestfs", "python3-guestfs"), ("hivex", "python3-hivex"), ("pycdlib", "pycdlib"),
+                     ("qemu.qmp", "qemu.qmp")):
+        try:
+            __import__(mod)
+            report["python"][mod] = "ok"
+        except ImportError:
+            report["python"][mod] = "missing"
+            report["missing"].append(f"python module {mod} ({pkg})")
+    report["libguestfs"] = tools.libguestfs_version() if report["python"]["guestfs"] == "ok" else None
+    cache = app.cache_dir
+    probe = cache if cache.exists() else cache.parent if cache.parent.exists() else Path("/")
+    report["cache"] = {"dir": str(cache), "free_bytes": shutil.disk_usage(probe).free}
+    if as_json:
+        _emit_json(report)
+    else:
+        click.echo(f"accelerator: {acc.mode.upper()} — {acc.reason}")
+        for t, d in report["tools"].items():
+            click.echo(f"  {t:<24} {d['version'] or '-':<24} {d['path'] or 'MISSING: apt-get install ' + d['package']}")
+        for m, s in report["python"].items():
+            click.echo(f"  python {m:<17} {s}")
+        click.echo(f"  libguestfs               {report['libguestfs'] or 'MISSING'}")
+        click.echo(f"cache: {cache} ({report['cache']['free_bytes'] / 2**30:.1f} GiB free)")
+    if report["missing"]:
+        raise MissingEnvironment("missing: " + "; ".join(report["missing"]), hint="run: make setup")
+
+
+def main(argv: list[str] | None = None) -> None:
+    debug = "--debug" in (argv if argv is not None else sys.argv[1:])
+    try:
+        rv = cli.main(args=argv, prog_name="ironforge", standalone_mode=False)
+    except click.exceptions.Exit as exc:
+        raise SystemExit(exc.exit_code) from None
+    except click.Abort:
+        click.echo("aborted", err=True)
+        raise SystemExit(130) from None
+    except click.ClickException as exc:  # usage errors: exit 2
+        exc.show()
+        raise SystemExit(2) from None
+    except KeyboardInterrupt:
+        click.echo("interrupted", err=True)
+        raise SystemExit(130) from None
+    except SystemExit:
+        raise
+    except BaseException as exc:  # noqa: BLE001 - the one place that turns errors into exit codes
+        raise SystemExit(_report(exc, debug)) from None
+    raise SystemExit(rv if isinstance(rv, int) else 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    main()

@@ -118,9 +118,26 @@ class Store:
         return data
 
     def new_stage_workdir(self, key: str) -> Path:
+        """A fresh work dir; its name carries our pid so leftovers of dead runs can be told apart."""
         tmp = self.root / "stages" / "tmp"
         tmp.mkdir(parents=True, exist_ok=True)
-        return Path(tempfile.mkdtemp(prefix=f"{key[:16]}.", dir=tmp))
+        return Path(tempfile.mkdtemp(prefix=f"{key[:16]}.{os.getpid()}.", dir=tmp))
+
+    def remove_dead_workdirs(self) -> int:
+        """Delete work dirs left by processes that no longer run (a killed build). Safe while
+        other builds run: a live pid's dirs are kept."""
+        tmp = self.root / "stages" / "tmp"
+        removed = 0
+        if not tmp.is_dir():
+            return 0
+        for d in tmp.iterdir():
+            parts = d.name.split(".")
+            if len(parts) < 3 or not parts[1].isdigit():
+                continue
+            if not _pid_alive(int(parts[1])):
+                shutil.rmtree(d, ignore_errors=True)
+                removed += 1
+        return removed
 
     def commit_stage(self, key: str, workdir: Path, meta: dict) -> Path:
         """fsync the work dir, write meta.json last, then rename it into place."""
@@ -135,9 +152,23 @@ class Store:
         fsync_dir(final.parent)
         return final
 
-    def clean_tmp(self) -> None:
-        """Remove work dirs of killed runs (call with no build running against this store)."""
-        for sub in ("stages/tmp", "downloads/tmp"):
-            d = self.root / sub
-            if d.exists():
-                shutil.rmtree(d, ignore_errors=True)
+    # -- what the engine remembers between runs, to explain a miss ---------------------
+    def last_material(self, recipe: str, stage: str) -> dict | None:
+        try:
+            return json.loads((self.root / "index" / recipe / f"{stage}.json").read_text())
+        except (OSError, ValueError):
+            return None
+
+    def remember_material(self, recipe: str, stage: str, material: dict) -> None:
+        atomic_write_text(self.root / "index" / recipe / f"{stage}.json",
+                          json.dumps(material, indent=1, sort_keys=True, default=str))
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True

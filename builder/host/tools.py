@@ -27,7 +27,7 @@ PACKAGES: dict[str, str] = {
     "busybox": "busybox-static",
 }
 
-_VERSION_ARGS = {"gpgv": ["--version"], "mmdebstrap": ["--version"]}
+_VERSION_ARGS = {"gpgv": ["--version"], "mmdebstrap": ["--version"], "mke2fs": ["-V"], "sfdisk": ["--version"]}
 
 
 def which(tool: str) -> str | None:
@@ -60,8 +60,9 @@ def version(tool: str) -> str | None:
     if path is None:
         return None
     try:
-        out = subprocess.run([path, *_VERSION_ARGS.get(tool, ["--version"])], capture_output=True,
-                             text=True, timeout=30).stdout
+        proc = subprocess.run([path, *_VERSION_ARGS.get(tool, ["--version"])], capture_output=True,
+                              text=True, timeout=30)
+        out = proc.stdout or proc.stderr  # mke2fs -V prints to stderr
     except (OSError, subprocess.TimeoutExpired):
         return None
     m = re.search(r"\d+(?:\.\d+)+(?:[-+~][\w.+~-]*)?", out)

@@ -1,0 +1,1 @@
+"""One module per stage, each defining ``STAGE = StageDef(...)``."""
