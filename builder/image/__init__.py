@@ -1,0 +1,1 @@
+"""Safe handling of untrusted disk images (probe before anything opens them)."""

@@ -1,0 +1,86 @@
+"""builder.image.probe against real qemu-img on hostile and ordinary images made in the test."""
+
+from __future__ import annotations
+
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder.errors import UnsafeImageError
+from builder.image.probe import probe
+
+
+def qimg(*args):
+    subprocess.run(["qemu-img", *map(str, args)], check=True, capture_output=True)
+
+
+@pytest.mark.parametrize("fmt,ext", [("qcow2", "img"), ("raw", "qcow2"), ("vmdk", "raw"), ("vpc", "vhd"),
+                                     ("vhdx", "x"), ("vdi", "vdi")])
+def test_format_is_detected_not_taken_from_the_extension(tmp_path, fmt, ext):
+    img = tmp_path / f"disk.{ext}"
+    qimg("create", "-q", "-f", fmt, img, "64M")
+    info = probe(img)
+    assert info.format == fmt
+    assert info.virtual_size >= 64 << 20
+
+
+def test_backing_file_is_refused(tmp_path):
+    base = tmp_path / "base.qcow2"
+    qimg("create", "-q", "-f", "qcow2", base, "16M")
+    top = tmp_path / "top.qcow2"
+    qimg("create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", base, top)
+    with pytest.raises(UnsafeImageError, match="backing file"):
+        probe(top)
+
+
+def test_backing_file_pointing_at_host_file_is_refused(tmp_path):
+    # the classic attack: a qcow2 whose backing file is a host secret, read as raw
+    top = tmp_path / "evil.qcow2"
+    qimg("create", "-q", "-f", "qcow2", "-F", "raw", "-b", "/etc/hostname", "-u", top, "1M")
+    with pytest.raises(UnsafeImageError, match="/etc/hostname"):
+        probe(top)
+
+
+def test_external_data_file_is_refused(tmp_path):
+    img = tmp_path / "df.qcow2"
+    qimg("create", "-q", "-f", "qcow2", "-o", f"data_file={tmp_path / 'data.raw'}", img, "1M")
+    with pytest.raises(UnsafeImageError, match="external data file"):
+        probe(img)
+
+
+def test_split_vmdk_is_refused(tmp_path):
+    img = tmp_path / "split.vmdk"
+    qimg("create", "-q", "-f", "vmdk", "-o", "subformat=twoGbMaxExtentSparse", img, "3G")
+    with pytest.raises(UnsafeImageError, match="extents"):
+        probe(img)
+
+
+def test_virtual_size_limit(tmp_path):
+    img = tmp_path / "huge.qcow2"
+    qimg("create", "-q", "-f", "qcow2", img, "8T")
+    with pytest.raises(UnsafeImageError, match="beyond the limit"):
+        probe(img)
+    assert probe(img, max_virtual_size=16 << 40).virtual_size == 8 << 40
+
+
+def test_garbage_missing_and_non_regular(tmp_path):
+    with pytest.raises(UnsafeImageError, match="no such file"):
+        probe(tmp_path / "nope")
+    with pytest.raises(UnsafeImageError, match="not a regular file"):
+        probe(tmp_path)
+    # a truncated qcow2 header is not an image
+    junk = tmp_path / "junk.qcow2"
+    junk.write_bytes(b"QFI\xfb" + b"\x00\x00\x00\x03" + b"\xff" * 40)
+    with pytest.raises(UnsafeImageError):
+        probe(junk)
+
+
+def test_rlimits_apply(tmp_path):
+    """qemu-img killed by its memory limit is reported as unsafe, not as a crash of ours."""
+    import builder.image.probe as p
+
+    img = tmp_path / "a.qcow2"
+    qimg("create", "-q", "-f", "qcow2", img, "1M")
+    with pytest.raises(UnsafeImageError):
+        p.run_qemu_img_info(img, address_space=16 << 20)  # far too small for qemu-img to start
