@@ -1,0 +1,141 @@
+"""A recipe's [[sources]]: each resolved to verified files in the download store."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import os
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from builder import arch as archmod
+from builder.cache.store import Store, fsync_dir
+from builder.errors import ChecksumError, FetchError, UsageError
+from builder.fetch.http import FetchOptions, cached, check_digest, fetch_url
+from builder.fetch.installer import fetch_installer
+
+log = logging.getLogger("ironforge.fetch")
+
+DEFAULT_MIRROR = "http://deb.debian.org/debian"
+_ROLE_SUFFIX = {"kernel": "kernel", "initrd": "initrd", "iso": "iso"}
+
+
+@dataclass(frozen=True)
+class FetchedFile:
+    source: str          # the [[sources]] name
+    name: str            # logical file name: "N", or "N.kernel"/"N.initrd"/"N.iso" for installers
+    path: Path           # in the download store
+    sha256: str
+    size: int
+    url: str             # where it comes from (file:// for a local path)
+    verified_by: str     # what proves the bytes
+
+    def as_data(self) -> dict[str, Any]:
+        return {"url": self.url, "sha256": self.sha256, "size": self.size,
+                "verified_by": self.verified_by}
+
+
+def source_kind(src: dict) -> str:
+    kinds = [k for k in ("url", "path", "debian_installer") if src.get(k)]
+    if len(kinds) != 1:
+        raise UsageError(f"source {src.get('name')!r} needs exactly one of url, path, "
+                         f"debian_installer (got {', '.join(kinds) or 'none'})")
+    return kinds[0]
+
+
+def local_path(recipe, src: dict) -> Path:
+    """A path source, relative to the recipe file's directory (cwd for a recipe without file)."""
+    p = Path(os.path.expanduser(str(src["path"])))
+    if not p.is_absolute():
+        base = Path(recipe.path).parent if getattr(recipe, "path", None) else Path.cwd()
+        p = base / p
+    return p
+
+
+def installer_params(recipe, src: dict) -> dict[str, str]:
+    di = src["debian_installer"]
+    arch_word = di.get("arch") or recipe.family_arch
+    return {"release": str(di["release"]),
+            "arch": archmod.family_word("debian", arch_word),
+            "image": di.get("image") or "netboot",
+            "mirror": (di.get("mirror") or recipe.get("build.mirror", None) or DEFAULT_MIRROR)
+            .rstrip("/")}
+
+
+def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while b := f.read(chunk):
+            h.update(b)
+    return h.hexdigest()
+
+
+def fetch_sources(store: Store, recipe, *, offline: bool = False, progress: bool = False,
+                  options: FetchOptions | None = None, keyrings=None) -> list[FetchedFile]:
+    """Every file the recipe's sources name, verified, in recipe order.
+
+    ``keyrings`` overrides the Debian archive keyrings (tests only).
+    """
+    out: list[FetchedFile] = []
+    for src in recipe.get("sources", None) or []:
+        name = src["name"]
+        kind = source_kind(src)
+        if kind == "url":
+            sha256 = check_digest("sha256", src.get("sha256"))
+            sha512 = check_digest("sha512", src.get("sha512"))
+            path = fetch_url(store, src["url"], sha256=sha256, sha512=sha512, offline=offline,
+                             progress=progress, options=options)
+            out.append(FetchedFile(name, name, path, path.name, path.stat().st_size, src["url"],
+                                   "recipe sha256" if sha256 else "recipe sha512"))
+        elif kind == "path":
+            out.append(import_local(store, name, local_path(recipe, src),
+                                    sha256=check_digest("sha256", src.get("sha256")),
+                                    sha512=check_digest("sha512", src.get("sha512"))))
+        else:
+            p = installer_params(recipe, src)
+            for f in fetch_installer(store, mirror=p["mirror"], release=p["release"], arch=p["arch"],
+                                     image=p["image"], offline=offline, progress=progress,
+                                     options=options, keyrings=keyrings):
+                out.append(FetchedFile(name, f"{name}.{_ROLE_SUFFIX[f.role]}", f.path, f.sha256,
+                                       f.size, f.url, f.verified_by))
+    return out
+
+
+def import_local(store: Store, name: str, path: Path, *, sha256: str | None = None,
+                 sha512: str | None = None) -> FetchedFile:
+    """Copy a local file into the store (hashed while copied); check any declared digest."""
+    if not path.is_file():
+        raise FetchError(f"source {name!r}: local file {path} does not exist",
+                         hint="paths are relative to the recipe file's directory")
+    h256, h512 = hashlib.sha256(), (hashlib.sha512() if sha512 else None)
+    tmp = store.download_tmpdir() / f"local-{os.getpid()}-{name}.tmp"
+    try:
+        with open(path, "rb") as src, open(tmp, "wb") as dst:
+            while b := src.read(1 << 20):
+                h256.update(b)
+                if h512 is not None:
+                    h512.update(b)
+                dst.write(b)
+            dst.flush()
+            os.fsync(dst.fileno())
+        got = h256.hexdigest()
+        if sha256 and got != sha256:
+            raise ChecksumError(str(path), "sha256", sha256, got,
+                                hint="the local file changed, or the recipe's digest is wrong")
+        if sha512 and h512.hexdigest() != sha512:
+            raise ChecksumError(str(path), "sha512", sha512, h512.hexdigest(),
+                                hint="the local file changed, or the recipe's digest is wrong")
+        final = store.download_path(got)
+        if cached(store, sha256=got) is None:
+            final.parent.mkdir(parents=True, exist_ok=True)
+            os.replace(tmp, final)
+            fsync_dir(final.parent)
+    finally:
+        try:
+            tmp.unlink()
+        except FileNotFoundError:
+            pass
+    verified = "recipe sha256" if sha256 else "recipe sha512" if sha512 else "local file (hashed)"
+    return FetchedFile(name, name, final, got, final.stat().st_size, path.resolve().as_uri(),
+                       verified)
