@@ -152,32 +152,32 @@ def _origins(doc: dict, file: str, prefix: str = "") -> dict[str, str]:
 
 def read_chain(path: Path, recipes_dir: Path | None, problems: list[RecipeProblem],
                _seen: tuple[Path, ...] = ()) -> tuple[dict, dict[str, str], tuple[Path, ...]]:
-    """The merged document of ``path`` and its ``extends`` ancestors, with each key's origin file."""
+    """The merged document of ``path`` and its ``extends`` ancestors, with each key's origin file,
+    and the files in merge order (the root ancestor first)."""
     path = path.resolve()
     if path in _seen:
         cycle = " -> ".join(p.stem for p in (*_seen, path))
         problems.append(RecipeProblem(str(_seen[-1]), "extends", "no cycle", f"a cycle: {cycle}"))
-        return {}, {}, _seen
+        return {}, {}, ()
     doc = _read_toml(path, problems)
     if doc is None:
-        return {}, {}, (*_seen, path)
+        return {}, {}, (path,)
     parent = doc.pop("extends", None)
-    chain: tuple[Path, ...] = (*_seen, path)
     if parent is None:
-        return doc, _origins(doc, str(path)), chain
+        return doc, _origins(doc, str(path)), (path,)
     if not isinstance(parent, str):
         problems.append(RecipeProblem(str(path), "extends", "the name or path of another recipe",
                                       _describe(parent)))
-        return doc, _origins(doc, str(path)), chain
+        return doc, _origins(doc, str(path)), (path,)
     try:
         parent_path = find(parent, recipes_dir, relative_to=path.parent)
     except UsageError as exc:
         problems.append(RecipeProblem(str(path), "extends", "an existing recipe",
                                       f"{parent!r} ({exc.hint or exc.message})"))
-        return doc, _origins(doc, str(path)), chain
-    base, origin, chain = read_chain(parent_path, recipes_dir, problems, chain)
+        return doc, _origins(doc, str(path)), (path,)
+    base, origin, chain = read_chain(parent_path, recipes_dir, problems, (*_seen, path))
     _merge(base, doc, origin, str(path))
-    return base, origin, chain
+    return base, origin, (*chain, path)
 
 
 # -- validation --------------------------------------------------------------------------------
@@ -297,8 +297,8 @@ def _cross_checks(v: _Validator, values: dict) -> None:
                       "none" if not kinds else " and ".join(kinds))
         if src.get("url") and not (src.get("sha256") or src.get("sha512")):
             v.problem(f"sources[{i}].sha256", "a sha256 or sha512 for a url source", "nothing")
-        if src.get("name") in names:
-            v.problem(f"sources[{i}].name", "a name not used by another source", _describe(src["name"]))
+        if src.get("name") is not None and src.get("name") in names:
+            v.problem(f"sources[{i}].name", "a name not used by another source", _describe(src.get("name")))
         names.add(src.get("name"))
     build = values.get("build") or {}
     if build.get("method") == "installer" and fam == "debian":

@@ -62,6 +62,8 @@ def version(tool: str) -> str | None:
     try:
         proc = subprocess.run([path, *_VERSION_ARGS.get(tool, ["--version"])], capture_output=True,
                               text=True, timeout=30)
+        if proc.returncode != 0:
+            return None  # the tool has no version flag (debconf-set-selections)
         out = proc.stdout or proc.stderr  # mke2fs -V prints to stderr
     except (OSError, subprocess.TimeoutExpired):
         return None

@@ -1,0 +1,80 @@
+"""Small fake stages for engine tests: real files, real cache, no guests."""
+
+from __future__ import annotations
+
+import os
+import time
+from pathlib import Path
+
+from builder.cache.store import Store
+from builder.engine import Engine
+from builder.host.accel import Accel
+from builder.recipe import Recipe
+from builder.stage import Output, StageDef
+
+
+def _count(ctx, name: str) -> None:
+    with open(Path(ctx.options["counter_dir"]) / "runs.log", "a") as f:
+        f.write(name + "\n")
+
+
+def _a(ctx, inputs):
+    _count(ctx, "a")
+    (ctx.workdir / "a.txt").write_text(f"a:{ctx.recipe.get('x')}")
+    return Output(files={"out": "a.txt"}, data={"x": ctx.recipe.get("x")})
+
+
+def _b(ctx, inputs):
+    _count(ctx, "b")
+    prev = inputs["previous"].path("out").read_text()
+    (ctx.workdir / "b.txt").write_text(f"{prev}|b:{ctx.recipe.get('y')}")
+    return Output(files={"out": "b.txt"})
+
+
+def _slow(ctx, inputs):
+    """Writes a big file slowly, announcing when it started so a test can kill it mid-write."""
+    _count(ctx, "slow")
+    marker = Path(ctx.options["counter_dir"]) / "slow.started"
+    with open(ctx.workdir / "big.bin", "wb") as f:
+        marker.write_text(str(os.getpid()))
+        for _ in range(int(ctx.options.get("slow_chunks", 40))):
+            f.write(b"\0" * (1 << 20))
+            f.flush()
+            time.sleep(float(ctx.options.get("slow_delay", 0.05)))
+    return Output(files={"out": "big.bin"})
+
+
+def _c(ctx, inputs):
+    _count(ctx, "c")
+    prev = inputs["previous"].path("out").stat().st_size
+    (ctx.workdir / "c.txt").write_text(str(prev))
+    return Output(files={"out": "c.txt"})
+
+
+A = StageDef("a", 1, ("x",), _a)
+B = StageDef("b", 1, ("y",), _b)
+SLOW = StageDef("slow", 1, ("z",), _slow)
+C = StageDef("c", 1, (), _c)
+
+
+def recipe(**values) -> Recipe:
+    return Recipe(name="fake", path=None, values=values)
+
+
+def engine(cache: Path, counter: Path, **options) -> Engine:
+    return Engine(store=Store(cache), accel=Accel("tcg", "test"),
+                  options={"counter_dir": str(counter), **options})
+
+
+def runs(counter: Path) -> list[str]:
+    p = counter / "runs.log"
+    return p.read_text().split() if p.exists() else []
+
+
+if __name__ == "__main__":
+    # used by the SIGKILL test: run a pipeline in a separate process
+    import sys
+    cache, counter = Path(sys.argv[1]), Path(sys.argv[2])
+    eng = engine(cache, counter, slow_delay=sys.argv[3] if len(sys.argv) > 3 else 0.05)
+    eng.run(recipe(x=1, y=2, z=3), [A, B, SLOW, C])
+    print("done")

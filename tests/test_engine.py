@@ -1,0 +1,138 @@
+"""Stage engine: cache keys, hits and misses, resume after SIGKILL."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import engine_fakes as F
+
+HERE = Path(__file__).parent
+
+
+@pytest.fixture
+def dirs(tmp_path):
+    cache, counter = tmp_path / "cache", tmp_path / "counter"
+    counter.mkdir()
+    return cache, counter
+
+
+def test_second_run_is_all_hits(dirs):
+    cache, counter = dirs
+    eng = F.engine(cache, counter)
+    r1 = eng.run(F.recipe(x=1, y=2), [F.A, F.B])
+    assert [s.hit for s in r1.steps] == [False, False]
+    r2 = eng.run(F.recipe(x=1, y=2), [F.A, F.B])
+    assert [s.hit for s in r2.steps] == [True, True]
+    assert F.runs(counter) == ["a", "b"]
+    assert r2.artifacts["b"].path("out").read_text() == "a:1|b:2"
+
+
+def test_changed_value_reruns_reader_and_later_only(dirs):
+    cache, counter = dirs
+    eng = F.engine(cache, counter)
+    eng.run(F.recipe(x=1, y=2, z=0), [F.A, F.B, F.C])
+    r = eng.run(F.recipe(x=1, y=3, z=0), [F.A, F.B, F.C])
+    assert [s.hit for s in r.steps] == [True, False, False]
+    assert F.runs(counter) == ["a", "b", "c", "b", "c"]
+    assert r.steps[1].reason == "y changed"
+    assert r.steps[2].reason == "input b changed"
+    assert r.artifacts["b"].path("out").read_text() == "a:1|b:3"
+
+
+def test_plan_explains_misses(dirs):
+    cache, counter = dirs
+    eng = F.engine(cache, counter)
+    steps = eng.plan(F.recipe(x=1, y=2), [F.A, F.B])
+    assert [(s.hit, s.reason) for s in steps] == [(False, "never built"), (False, "never built")]
+    eng.run(F.recipe(x=1, y=2), [F.A, F.B])
+    steps = eng.plan(F.recipe(x=5, y=2), [F.A, F.B])
+    assert [(s.hit, s.reason) for s in steps] == [(False, "x changed"), (False, "input a changed")]
+    assert eng.plan(F.recipe(x=1, y=2), [F.A, F.B])[0].hit
+
+
+def test_stage_version_bump_misses(dirs):
+    cache, counter = dirs
+    eng = F.engine(cache, counter)
+    eng.run(F.recipe(x=1), [F.A])
+    a2 = F.StageDef("a", 2, ("x",), F.A.run)
+    r = eng.run(F.recipe(x=1), [a2])
+    assert not r.steps[0].hit and r.steps[0].reason == "stage version 1 -> 2"
+
+
+def test_failed_stage_leaves_nothing(dirs):
+    cache, counter = dirs
+    eng = F.engine(cache, counter)
+
+    def boom(ctx, inputs):
+        (ctx.workdir / "half.bin").write_bytes(b"x" * 100)
+        raise RuntimeError("stage exploded")
+
+    with pytest.raises(RuntimeError):
+        eng.run(F.recipe(x=1), [F.A, F.StageDef("boom", 1, (), boom)])
+    stages = cache / "stages"
+    complete = [d for d in stages.iterdir() if (d / "meta.json").exists()]
+    assert len(complete) == 1  # only stage a
+    assert not any((stages / "tmp").iterdir())
+
+
+def test_sigkill_mid_write_then_resume(dirs):
+    """A real subprocess is SIGKILLed while a stage writes; the cache stays consistent and
+    the next run resumes after the last finished stage."""
+    cache, counter = dirs
+    env = dict(os.environ, PYTHONPATH=f"{HERE}:{HERE.parent}")
+    proc = subprocess.Popen([sys.executable, str(HERE / "engine_fakes.py"), str(cache), str(counter), "0.2"],
+                            env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    marker = counter / "slow.started"
+    deadline = time.monotonic() + 60
+    while not marker.exists():
+        assert proc.poll() is None, proc.stderr.read().decode()
+        assert time.monotonic() < deadline, "slow stage never started"
+        time.sleep(0.05)
+    time.sleep(0.5)  # let it write part of the file
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert F.runs(counter) == ["a", "b", "slow"]
+    # the killed stage's half-written dir is in tmp, never a stage dir with meta
+    from builder.cache.store import Store
+    store = Store(cache)
+    metas = [d for d in (cache / "stages").iterdir() if d.name != "tmp"]
+    assert all(store.read_meta(d.name) is not None for d in metas)
+    assert len(metas) == 2
+    assert any((cache / "stages" / "tmp").iterdir())  # the leftover exists until the next run
+
+    eng = F.engine(cache, counter, slow_delay=0)
+    r = eng.run(F.recipe(x=1, y=2, z=3), [F.A, F.B, F.SLOW, F.C])
+    assert [s.hit for s in r.steps] == [True, True, False, False]
+    assert F.runs(counter) == ["a", "b", "slow", "slow", "c"]
+    assert r.artifacts["c"].path("out").read_text() == str(40 << 20)
+    assert not any((cache / "stages" / "tmp").iterdir())  # the dead run's work dir was removed
+
+
+def test_incomplete_meta_is_not_trusted(dirs):
+    cache, counter = dirs
+    eng = F.engine(cache, counter)
+    r = eng.run(F.recipe(x=1), [F.A])
+    d = r.artifacts["a"].dir
+    (d / "meta.json").write_text('{"complete": tru')  # torn write
+    r2 = eng.run(F.recipe(x=1), [F.A])
+    assert not r2.steps[0].hit
+    assert F.runs(counter) == ["a", "a"]
+
+
+def test_two_processes_share_one_key(dirs, tmp_path):
+    """Per-key locks: two concurrent builds of the same recipe run each stage once."""
+    cache, counter = dirs
+    env = dict(os.environ, PYTHONPATH=f"{HERE}:{HERE.parent}")
+    procs = [subprocess.Popen([sys.executable, str(HERE / "engine_fakes.py"), str(cache), str(counter), "0.01"],
+                              env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE) for _ in range(2)]
+    for p in procs:
+        out, err = p.communicate(timeout=120)
+        assert p.returncode == 0, err.decode()
+    assert sorted(F.runs(counter)) == ["a", "b", "c", "slow"]
