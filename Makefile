@@ -1,47 +1,53 @@
-# ironforge — two commands from a fresh Debian 12 machine: `make build` and `make test`.
+# ironforge — from a fresh Debian 12 machine: `make build` and `make test`.
 SHELL := /bin/bash
 PY    := .venv/bin/python
 STAMP := .stamps
 
+# What the product needs on the host. `make setup` installs only what is missing, so a second
+# run costs one dpkg-query and returns in about a second.
 DEB_PACKAGES := qemu-system-x86 qemu-utils libguestfs-tools python3-guestfs python3-hivex \
                 linux-image-amd64 mmdebstrap gpgv gnupg debian-archive-keyring xorriso \
-                busybox-static ovmf cpio fdisk e2fsprogs dosfstools debconf curl \
-                python3-venv arch-test
+                busybox-static ovmf cpio fdisk e2fsprogs dosfstools debconf curl arch-test \
+                python3-venv python3-pip
 
 RECIPE ?= debian-12-amd64
 PYTEST_ARGS ?=
 
-.PHONY: setup build test test-slow bench clean doctor
+.PHONY: setup debs build test test-slow bench doctor clean
 
-setup: $(STAMP)/venv
-	@missing=$$(dpkg-query -W -f='$${Package} $${db:Status-Abbrev}\n' $(DEB_PACKAGES) 2>/dev/null \
-	            | awk '$$2 != "ii" {print $$1}'; \
-	          for p in $(DEB_PACKAGES); do dpkg-query -W $$p >/dev/null 2>&1 || echo $$p; done | sort -u); \
+setup: debs $(STAMP)/venv
+
+debs:
+	@missing=$$(for p in $(DEB_PACKAGES); do \
+	    dpkg-query -W -f='$${db:Status-Abbrev}' $$p 2>/dev/null | grep -q '^ii' || echo $$p; done); \
 	if [ -n "$$missing" ]; then \
 	  echo "make setup: installing Debian packages:" $$missing; \
 	  if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
 	  $$SUDO apt-get update -q && \
-	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q --no-install-recommends $$missing; \
+	  DEBIAN_FRONTEND=noninteractive $$SUDO apt-get install -y -q $$missing; \
 	fi
 
-$(STAMP)/venv: pyproject.toml
+# The venv comes from Debian's python3 with system site-packages: guestfs and hivex exist only there.
+$(STAMP)/venv: pyproject.toml | debs
 	@mkdir -p $(STAMP)
 	@test -x $(PY) || /usr/bin/python3 -m venv --system-site-packages .venv
 	$(PY) -m pip install -q --disable-pip-version-check -e '.[test]'
 	@touch $@
 
-# The package set goes first so the venv's system site-packages can see python3-guestfs.
 build: setup
 	.venv/bin/ironforge build $(RECIPE)
 
+# Everything but the suites marked slow: real QEMU boots, real libguestfs, real mmdebstrap
+# against the Debian archive, real gpgv and loopback HTTP.
 test: setup
 	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
 
+# Long suites: the full Debian installer against a complete mirror (IRONFORGE_TEST_MIRROR).
 test-slow: setup
 	$(PY) -m pytest -m "slow" $(PYTEST_ARGS)
 
 bench: setup
-	for b in bench/*.py; do $(PY) $$b || exit 1; done
+	@for b in bench/*.py; do echo "== $$b"; $(PY) $$b || exit 1; done
 
 doctor: setup
 	.venv/bin/ironforge doctor
