@@ -35,7 +35,10 @@ class Recipe:
     chain: tuple[Path, ...] = field(default_factory=tuple)  # files merged via ``extends``
 
     def get(self, key: str, default: Any = _MISSING) -> Any:
-        """Value at a dotted key path, e.g. ``recipe.get("customize.hostname")``."""
+        """Value at a dotted key path, e.g. ``recipe.get("customize.hostname")``; "name" is the
+        recipe's name (its file stem), so a stage that derives ids from it can declare it in reads."""
+        if key == "name":
+            return self.name
         node: Any = self.values
         for part in key.split("."):
             if isinstance(node, dict) and part in node:
