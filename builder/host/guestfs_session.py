@@ -21,6 +21,7 @@ class Drive:
     format: str = "qcow2"
     readonly: bool = True
     label: str | None = None
+    discard: str | None = None     # "besteffort" on writable drives, so fstrim frees clusters
 
 
 class _ErrorTranslatingHandle:
@@ -71,6 +72,8 @@ def session(drives: list[Drive], accel: Accel, what: str = "image edit",
             kw = {"format": d.format, "readonly": d.readonly}
             if d.label:
                 kw["label"] = d.label
+            if d.discard:
+                kw["discard"] = d.discard
             g.add_drive_opts(str(d.path), **kw)
         try:
             g.launch()
