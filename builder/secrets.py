@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import json
+import os
 import secrets as _random
 from pathlib import Path
 from typing import Mapping
@@ -64,13 +65,14 @@ def _check_ref(ref: object, key: str, recipe_file: str) -> tuple[str, str]:
                                      _describe(ref))])
 
 
-def resolve(ref: Mapping[str, str], recipe_dir: Path | None, env: Mapping[str, str],
+def resolve(ref: Mapping[str, str], recipe_dir: Path | None, env: Mapping[str, str] | None = None,
             key: str = "secret") -> Secret:
     """The secret ``ref`` points at. ``key`` is the recipe key path, used in error messages.
 
     A missing or empty variable or file is a problem of how the build was invoked (exit 2),
     named with the variable or path and the key that asked for it.
     """
+    env = os.environ if env is None else env
     recipe_file = str(recipe_dir) if recipe_dir else "recipe"
     kind, where = _check_ref(ref, key, recipe_file)
     if kind == "env":
@@ -101,8 +103,8 @@ def resolve(ref: Mapping[str, str], recipe_dir: Path | None, env: Mapping[str, s
     return Secret(value, f"file {path}")
 
 
-def cache_token(ref: Mapping[str, str] | None, recipe_dir: Path | None, env: Mapping[str, str],
-                key: str = "secret") -> str:
+def cache_token(ref: Mapping[str, str] | None, recipe_dir: Path | None,
+                env: Mapping[str, str] | None = None, key: str = "secret") -> str:
     """A stable token for cache keys: changes when the secret changes, and does not reveal it.
 
     scrypt (memory-hard, salted with the reference and key path) makes guessing the secret
