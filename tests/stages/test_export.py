@@ -1,0 +1,110 @@
+"""export stage and publish, on real qcow2 chains made with qemu-img/qemu-io (no guest needed)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from builder import qemu_img
+from builder.cache.store import Store
+from builder.engine import Engine
+from builder.host.accel import Accel
+from builder.publish import publish
+from builder.recipe import Recipe
+from builder.stage import Output, StageDef
+from builder.stages import export
+
+
+def _base_stage(ctx, inputs):
+    img = ctx.workdir / "image.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(img), "64M"], check=True)
+    subprocess.run(["qemu-io", "-c", "write -P 0xab 0 4M", str(img)], check=True, capture_output=True)
+    return Output(files={"image": "image.qcow2"})
+
+
+def _layer_stage(ctx, inputs):
+    img = qemu_img.overlay(inputs["previous"].image, ctx.workdir / "image.qcow2")
+    # the overlay changes 1 MiB and discards (zeroes) another: the flattened image must show both
+    subprocess.run(["qemu-io", "-c", "write -P 0xcd 8M 1M", "-c", "write -z 0 1M", str(img)], check=True,
+                   capture_output=True)
+    return Output(files={"image": "image.qcow2"}, data={"packages": [{"name": "busybox", "version": "1", "arch": "amd64"}]})
+
+
+BASE = StageDef("base", 1, (), _base_stage, tools=("qemu-img",))
+DRIVERS = StageDef("drivers", 1, (), _layer_stage)
+
+
+def _recipe(formats):
+    return Recipe(name="tiny", path=None, values={
+        "arch": "amd64", "os": {"family": "debian", "release": "12"},
+        "outputs": {"formats": formats, "compress": True}})
+
+
+@pytest.fixture
+def built(tmp_path):
+    eng = Engine(store=Store(tmp_path / "cache"), accel=Accel("tcg", "test"))
+    return eng, eng.run(_recipe(["qcow2", "raw", "vmdk"]), [BASE, DRIVERS, export.STAGE])
+
+
+def test_export_flattens_every_format(built, tmp_path):
+    _eng, result = built
+    art = result.artifacts["export"]
+    for fmt, qfmt in (("qcow2", "qcow2"), ("raw", "raw"), ("vmdk", "vmdk")):
+        info = qemu_img.info(art.path(fmt))
+        assert info["format"] == qfmt
+        assert info["virtual-size"] == 64 << 20
+        assert "backing-filename" not in info  # flattened: no chain left
+        assert art.data[fmt]["sha256"] == export.sha256_file(art.path(fmt))
+    assert qemu_img.info(art.path("vmdk"))["format-specific"]["data"]["create-type"] == "streamOptimized"
+    raw = art.path("raw").read_bytes()
+    assert raw[:1 << 20] == b"\0" * (1 << 20)           # discarded in the overlay
+    assert raw[1 << 20:4 << 20] == b"\xab" * (3 << 20)  # from the base layer
+    assert raw[8 << 20:9 << 20] == b"\xcd" * (1 << 20)  # from the overlay
+
+
+def test_publish_is_atomic_and_complete(built, tmp_path):
+    eng, result = built
+    out = publish(result, tmp_path / "output", eng.accel, None)
+    assert out == tmp_path / "output" / "tiny"
+    names = sorted(p.name for p in out.iterdir())
+    assert names == ["manifest.json", "packages.txt", "tiny.qcow2", "tiny.raw", "tiny.vmdk"]
+    m = json.loads((out / "manifest.json").read_text())
+    assert m["recipe"]["name"] == "tiny"
+    assert [s["name"] for s in m["stages"]] == ["base", "drivers", "export"]
+    assert m["image"]["qcow2"]["sha256"] == export.sha256_file(out / "tiny.qcow2")
+    assert m["verification"] == {"status": "skipped"}
+    assert m["accel"]["mode"] == "tcg"
+    assert "qemu-img" in m["tools"]
+    assert (out / "packages.txt").read_text() == "busybox\t1\tamd64\n"
+    # republish replaces the whole directory; nothing temporary is left behind
+    publish(result, tmp_path / "output", eng.accel, {"passed": True})
+    assert json.loads((out / "manifest.json").read_text())["verification"] == {"passed": True}
+    assert sorted(p.name for p in (tmp_path / "output").iterdir()) == ["tiny"]
+
+
+def test_failed_publish_keeps_previous_output(built, tmp_path):
+    eng, result = built
+    out = publish(result, tmp_path / "output", eng.accel, None)
+    before = (out / "manifest.json").read_text()
+    broken = type(result)(result.recipe, dict(result.artifacts), result.steps)
+    broken.artifacts["export"] = type(result.artifacts["export"])(
+        "export", "x", tmp_path / "nowhere", {"qcow2": "image.qcow2", "image": "image.qcow2"},
+        {"published_formats": ["qcow2"]})
+    with pytest.raises(OSError):
+        publish(broken, tmp_path / "output", eng.accel, None)
+    assert (out / "manifest.json").read_text() == before
+    assert sorted(p.name for p in (tmp_path / "output").iterdir()) == ["tiny"]
+
+
+def test_second_run_hits_and_export_reruns_on_format_change(tmp_path):
+    eng = Engine(store=Store(tmp_path / "cache"), accel=Accel("tcg", "test"))
+    eng.run(_recipe(["qcow2"]), [BASE, DRIVERS, export.STAGE])
+    r = eng.run(_recipe(["qcow2"]), [BASE, DRIVERS, export.STAGE])
+    assert all(s.hit for s in r.steps)
+    r = eng.run(_recipe(["qcow2", "raw"]), [BASE, DRIVERS, export.STAGE])
+    assert [s.hit for s in r.steps] == [True, True, False]
+    assert r.steps[2].reason == "outputs changed"
+    assert Path(r.artifacts["export"].path("raw")).exists()
