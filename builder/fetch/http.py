@@ -375,7 +375,7 @@ class _Downloader:
                        unit_divisor=1024, desc=os.path.basename(urlsplit(self.url).path) or self.url,
                        leave=False)
         raw = resp.raw
-        read = raw.read
+        read = raw.read1   # whatever has arrived: a stall loses nothing already received
         chunk_size = self.opts.chunk_size
         try:
             with open(self.part, "ab") as f:
