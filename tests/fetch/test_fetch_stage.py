@@ -1,0 +1,65 @@
+"""builder/stages/fetch.py: files hard-linked into the work dir, data per file, pins."""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+
+from builder.cache.store import Store
+from builder.host.accel import Accel
+from builder.recipe import Recipe
+from builder.stage import StageContext
+from builder.stages import fetch as stage
+
+from fetch_support import Route
+
+
+def ctx_for(recipe, store: Store, workdir, signer, fast, offline=False) -> StageContext:
+    workdir.mkdir(parents=True, exist_ok=True)
+    return StageContext(recipe=recipe, accel=Accel("tcg", "test"), store=store, workdir=workdir,
+                        log=logging.getLogger("ironforge.test"), offline=offline,
+                        options={"fetch_keyrings": [signer.keyring], "fetch_options": fast})
+
+
+def test_stage_run_and_pins(serve_archive, signer, server, store, fast, tmp_path):
+    mirror, arc = serve_archive(images=False)
+    blob = b"some firmware"
+    url = server.add(server.unique("fw.bin"), Route(data=blob))
+    local = tmp_path / "seed.txt"
+    local.write_text("seed v1")
+    recipe = Recipe(name="t", path=tmp_path / "t.toml", values={
+        "arch": "amd64", "os": {"family": "debian", "release": "12"},
+        "build": {"method": "installer", "mirror": mirror},
+        "sources": [
+            {"name": "installer", "debian_installer": {"release": "12", "image": "netboot"}},
+            {"name": "fw", "url": url, "sha256": hashlib.sha256(blob).hexdigest()},
+            {"name": "seed", "path": "seed.txt"},
+        ]})
+    assert stage.STAGE.name == "fetch" and stage.STAGE.tools == ("gpgv",)
+    assert stage.STAGE.reads == ("sources", "arch", "build.mirror")
+
+    ctx = ctx_for(recipe, store, tmp_path / "work", signer, fast)
+    out = stage.run(ctx, {})
+    assert out.files == {"installer.kernel": "installer.kernel", "installer.initrd": "installer.initrd",
+                         "fw": "fw", "seed": "seed"}
+    k = ctx.workdir / "installer.kernel"
+    assert k.read_bytes() == arc.kernel
+    assert k.stat().st_ino == store.download_path(hashlib.sha256(arc.kernel).hexdigest()).stat().st_ino
+    assert out.data["fw"]["sha256"] == hashlib.sha256(blob).hexdigest()
+    assert out.data["installer.initrd"]["size"] == len(arc.initrd)
+    assert "SHA256SUMS" in out.data["installer.initrd"]["verified_by"]
+
+    pins = stage.pins(ctx)
+    inrel = (arc.root / "dists/bookworm/InRelease").read_bytes()
+    assert pins["installer"]["inrelease_sha256"] == hashlib.sha256(inrel).hexdigest()
+    assert pins["fw"] == {"sha256": hashlib.sha256(blob).hexdigest()}
+    assert pins["seed"] == {"sha256": hashlib.sha256(b"seed v1").hexdigest()}
+    # a changed local file changes the pin; offline pins come from the cache
+    local.write_text("seed v2")
+    offline = ctx_for(recipe, store, tmp_path / "work2", signer, fast, offline=True)
+    pins2 = stage.pins(offline)
+    assert pins2["seed"] != pins["seed"] and pins2["installer"] == pins["installer"]
+    # offline run: everything from the cache
+    out2 = stage.run(offline, {})
+    assert (offline.workdir / "seed").read_text() == "seed v2"
+    assert out2.data["installer.kernel"] == out.data["installer.kernel"]

@@ -1,0 +1,63 @@
+"""gpgv over clearsigned files made with a throw-away key (real gpg, real gpgv)."""
+
+from __future__ import annotations
+
+import pytest
+
+from builder.errors import MissingEnvironment, SignatureError
+from builder.fetch.signature import debian_keyrings, verify_clearsigned
+
+TEXT = "Origin: Debian\nCodename: bookworm\nSHA256:\n 00 1 x\n- dashed line\n"
+
+
+def test_good_signature_returns_only_the_signed_text(signer, tmp_path):
+    p = tmp_path / "InRelease"
+    # text outside the signed block must never come back as if it were signed
+    p.write_bytes(b"Injected: before\n" + signer.clearsign(TEXT))
+    assert verify_clearsigned(p, [signer.keyring], what="t") == TEXT
+
+
+def test_modified_text_is_a_bad_signature(signer, tmp_path):
+    p = tmp_path / "InRelease"
+    p.write_bytes(signer.clearsign(TEXT).replace(b"bookworm", b"trixie"))
+    with pytest.raises(SignatureError) as ei:
+        verify_clearsigned(p, [signer.keyring], what="fake InRelease")
+    assert "bad signature" in ei.value.message and "fake InRelease" in ei.value.message
+    assert ei.value.hint
+
+
+def test_unknown_key(signer, other_signer, tmp_path):
+    p = tmp_path / "InRelease"
+    p.write_bytes(other_signer.clearsign(TEXT))
+    with pytest.raises(SignatureError) as ei:
+        verify_clearsigned(p, [signer.keyring], what="t")
+    assert "unknown key" in ei.value.message
+
+
+def test_unsigned_file(signer, tmp_path):
+    p = tmp_path / "InRelease"
+    p.write_text(TEXT)
+    with pytest.raises(SignatureError) as ei:
+        verify_clearsigned(p, [signer.keyring], what="t")
+    assert "no signature" in ei.value.message
+
+
+def test_missing_keyring_is_missing_environment(signer, tmp_path):
+    p = tmp_path / "InRelease"
+    p.write_bytes(signer.clearsign(TEXT))
+    with pytest.raises(MissingEnvironment):
+        verify_clearsigned(p, [tmp_path / "nope.gpg"], what="t")
+
+
+def test_debian_keyrings_include_per_release_rings_but_not_removed_keys():
+    rings = debian_keyrings()
+    names = [r.name for r in rings]
+    assert names[0] == "debian-archive-keyring.gpg"
+    assert "debian-archive-removed-keys.gpg" not in names
+    assert any("bookworm" in n for n in names)
+
+
+def test_no_keyrings_at_all(tmp_path):
+    with pytest.raises(MissingEnvironment) as ei:
+        debian_keyrings(tmp_path)
+    assert "debian-archive-keyring" in ei.value.hint
