@@ -1,0 +1,147 @@
+"""Make sure named kernel modules are in the initramfs of every installed kernel (Debian's
+initramfs-tools), and prove it from the initramfs listing rather than from the config.
+
+A module counts as present when the initramfs holds its ``.ko`` (any compression) or the kernel
+has it built in (``modules.builtin``). A name the kernel does not know at all fails before any
+rebuild; a name that is still absent after the rebuild fails naming module and kernel.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+
+from builder.errors import BuildError
+
+log = logging.getLogger("ironforge.linux.initramfs")
+
+MODULES_FILE = "/etc/initramfs-tools/modules"
+_KO = re.compile(r"(?:^|/)([^/]+)\.ko(?:\.(?:xz|zst|gz))?$")
+
+
+def norm(name: str) -> str:
+    """Module names treat '-' and '_' alike (kmod does); compare in one spelling."""
+    return name.strip().replace("-", "_")
+
+
+def module_names(paths) -> set[str]:
+    """Module names from .ko paths (a listing, modules.builtin, modules.dep keys)."""
+    out = set()
+    for p in paths:
+        m = _KO.search(p.strip().split(":", 1)[0])
+        if m:
+            out.add(norm(m.group(1)))
+    return out
+
+
+def configured(text: str) -> list[str]:
+    """Module names listed in an initramfs-tools modules file (first word of each line)."""
+    out = []
+    for line in text.splitlines():
+        line = line.split("#", 1)[0].strip()
+        if line:
+            out.append(norm(line.split()[0]))
+    return out
+
+
+def with_modules(text: str, modules: list[str]) -> tuple[str, list[str]]:
+    """``text`` with the modules it lacks appended; and which were added."""
+    have = set(configured(text))
+    added = [m for m in modules if norm(m) not in have]
+    if not added:
+        return text, []
+    if text and not text.endswith("\n"):
+        text += "\n"
+    text += "# added by ironforge (drivers stage)\n" + "".join(f"{m}\n" for m in added)
+    return text, added
+
+
+@dataclass
+class KernelModules:
+    version: str
+    present: list[str] = field(default_factory=list)     # .ko in the initramfs
+    builtin: list[str] = field(default_factory=list)
+    missing: list[str] = field(default_factory=list)
+
+
+def installed_kernels(g) -> list[str]:
+    """Kernel versions with modules and an initrd, sorted."""
+    out = []
+    for v in sorted(g.ls("/lib/modules")):
+        if g.is_dir(f"/lib/modules/{v}") and g.is_file(f"/boot/initrd.img-{v}", followsymlinks=True):
+            out.append(v)
+    return out
+
+
+def _read_optional(g, path: str) -> str:
+    return g.cat(path) if g.is_file(path, followsymlinks=True) else ""
+
+
+def listing(g, version: str) -> set[str]:
+    """Module names in /boot/initrd.img-<version>, read by the guest's own lsinitramfs."""
+    lines = g.command_lines(["lsinitramfs", f"/boot/initrd.img-{version}"])
+    return module_names(lines)
+
+
+def check(g, version: str, modules: list[str], known: dict[str, tuple[set, set]]) -> KernelModules:
+    builtin, _avail = known[version]
+    inside = listing(g, version)
+    km = KernelModules(version)
+    for m in modules:
+        n = norm(m)
+        if n in builtin:
+            km.builtin.append(m)
+        elif n in inside:
+            km.present.append(m)
+        else:
+            km.missing.append(m)
+    return km
+
+
+def ensure(g, modules: list[str], logger: logging.Logger | None = None) -> dict:
+    """Every module in every kernel's initramfs, rebuilding only if one was missing."""
+    logger = logger or log
+    kernels = installed_kernels(g)
+    if not kernels:
+        raise BuildError("no installed kernel with an initramfs in the image (/lib/modules/<v> and "
+                         "/boot/initrd.img-<v>)", hint="the image needs a linux-image package")
+    known: dict[str, tuple[set, set]] = {}
+    for v in kernels:
+        builtin = module_names(_read_optional(g, f"/lib/modules/{v}/modules.builtin").splitlines())
+        avail = module_names(_read_optional(g, f"/lib/modules/{v}/modules.dep").splitlines())
+        unknown = [m for m in modules if norm(m) not in builtin and norm(m) not in avail]
+        if unknown:
+            raise BuildError(f"kernel {v} has no module {', '.join(unknown)} (neither built in nor "
+                             "in modules.dep)",
+                             hint="check the names in drivers.modules (e.g. virtio_blk)")
+        known[v] = (builtin, avail)
+
+    results = {v: check(g, v, modules, known) for v in kernels}
+    added: list[str] = []
+    rebuilt: list[str] = []
+    need = [v for v, km in results.items() if km.missing]
+    if need:
+        missing = sorted({m for v in need for m in results[v].missing})
+        text = _read_optional(g, MODULES_FILE)
+        new, added = with_modules(text, missing)
+        if added:
+            logger.info("adding %s to %s", ", ".join(added), MODULES_FILE)
+            g.write(MODULES_FILE, new.encode())
+        for v in need:
+            logger.info("in guest: update-initramfs -u -k %s (missing: %s)", v,
+                        ", ".join(results[v].missing))
+            g.command(["update-initramfs", "-u", "-k", v])
+            rebuilt.append(v)
+            results[v] = check(g, v, modules, known)
+            if results[v].missing:
+                raise BuildError(f"module {', '.join(results[v].missing)} still not in the "
+                                 f"initramfs of kernel {v} after update-initramfs",
+                                 hint=f"check {MODULES_FILE} and /etc/initramfs-tools/initramfs.conf "
+                                      "in the image")
+    for v, km in results.items():
+        logger.info("kernel %s: initramfs has %s; built in: %s", v, ", ".join(km.present) or "-",
+                    ", ".join(km.builtin) or "-")
+    return {"kernels": kernels, "added_to_config": added, "rebuilt": rebuilt,
+            "per_kernel": {v: {"in_initramfs": km.present, "builtin": km.builtin}
+                           for v, km in results.items()}}

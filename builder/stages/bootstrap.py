@@ -1,0 +1,85 @@
+"""Stage ``bootstrap``: mmdebstrap the recipe's Debian release into ``rootfs.tar``.
+
+Cache pin: the sha256 of the suite's signed InRelease, so a scheduled rebuild re-bootstraps
+exactly when the archive changed. SOURCE_DATE_EPOCH: the environment's when set, else the
+signed Release's Date (see builder.linux.mmdebstrap).
+"""
+
+from __future__ import annotations
+
+import os
+from email.utils import parsedate_to_datetime
+from typing import Any
+
+from builder.fetch.debian import inrelease
+from builder.linux import mmdebstrap
+from builder.linux.packages import VIRTIO_MODULES, Target, package_set
+from builder.stage import Artifact, Output, StageContext, StageDef
+from builder.cache.store import file_lock
+
+NAME = "bootstrap"
+TARBALL = "rootfs.tar"
+
+
+def target(recipe) -> Target:
+    return Target(release=recipe.release, arch=recipe.arch, firmware=recipe.get("firmware", "bios"))
+
+
+def _release(ctx: StageContext):
+    t = target(ctx.recipe)
+    return inrelease(ctx.recipe.get("build.mirror", "http://deb.debian.org/debian"), t.suite,
+                     ctx.store, offline=ctx.offline, progress=ctx.progress)
+
+
+def pins(ctx: StageContext) -> dict[str, Any]:
+    rel = _release(ctx)
+    return {"inrelease_sha256": rel.inrelease_sha256, "suite": rel.suite}
+
+
+def _epoch(date: str | None) -> int | None:
+    if not date:
+        return None
+    try:
+        return int(parsedate_to_datetime(date).timestamp())
+    except (TypeError, ValueError):
+        return None
+
+
+def spec(ctx: StageContext, source_date_epoch: int | None = None) -> mmdebstrap.Spec:
+    r = ctx.recipe
+    t = target(r)
+    apt_cache = None
+    if ctx.options.get("apt_cache", True):
+        apt_cache = ctx.store.root / "apt-archives" / f"{t.suite}-{t.debian_arch}"
+    return mmdebstrap.Spec(
+        suite=t.suite, arch=t.debian_arch, variant=r.get("build.variant", "apt"),
+        packages=tuple(package_set(t, r.get("build.packages", []))),
+        mirror=r.get("build.mirror", "http://deb.debian.org/debian"),
+        initramfs_modules=VIRTIO_MODULES, source_date_epoch=source_date_epoch, apt_cache=apt_cache)
+
+
+def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
+    t = target(ctx.recipe)
+    package_set(t)  # refuses impossible targets (Debian 13 i386, 32-bit UEFI) before any download
+    rel = _release(ctx)
+    epoch = _epoch(rel.fields.get("Date"))
+    s = spec(ctx, epoch)
+    out = ctx.workdir / TARBALL
+    if s.apt_cache is not None:
+        with file_lock(ctx.store.root / "locks" / f"apt-archives-{t.suite}-{t.debian_arch}.lock"):
+            mmdebstrap.run(s, out, ctx.log)
+    else:
+        mmdebstrap.run(s, out, ctx.log)
+    return Output(files={"rootfs": TARBALL}, data={
+        "suite": t.suite, "arch": t.debian_arch, "variant": s.variant, "packages": list(s.packages),
+        "mirror": s.mirror, "inrelease_sha256": rel.inrelease_sha256,
+        "source_date_epoch": int(os.environ.get("SOURCE_DATE_EPOCH", epoch or 0)) or None,
+        "tarball_bytes": out.stat().st_size})
+
+
+STAGE = StageDef(
+    name=NAME, version=1,
+    reads=("arch", "firmware", "os.family", "os.release", "build.variant", "build.packages",
+           "build.mirror"),
+    run=run, tools=("mmdebstrap",), pins=pins,
+    doc="mmdebstrap the Debian release into a root filesystem tarball")

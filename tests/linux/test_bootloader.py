@@ -1,0 +1,26 @@
+from builder.linux import bootloader
+
+U = "0b4e2a0c-5d5e-5a43-9a2e-8f1ad3f2b9c1"
+
+
+def test_install_commands_per_firmware():
+    bios = bootloader.install_commands("bios")
+    assert bios[0][:2] == ["grub-install", "--target=i386-pc"] and bios[0][-1] == "/dev/sda"
+    efi = bootloader.install_commands("uefi")
+    assert "--target=x86_64-efi" in efi[0] and "--removable" in efi[0] and "--efi-directory=/boot/efi" in efi[0]
+    assert bios[-1] == efi[-1] == ["update-grub"]
+
+
+def test_grub_cfg_check_wants_uuid_root_and_serial_console():
+    good = (f"\tlinux\t/boot/vmlinuz-6.1.0-50-amd64 root=UUID={U} ro console=tty0 console=ttyS0,115200\n")
+    assert bootloader.check_grub_cfg(good, U) == []
+    bad = "\tlinux\t/boot/vmlinuz-6.1.0-50-amd64 root=/dev/sda1 ro quiet\n"
+    problems = bootloader.check_grub_cfg(bad, U)
+    assert any("root=UUID" in p for p in problems) and any("serial" in p for p in problems)
+    assert bootloader.check_grub_cfg("menuentry {}\n", U) == ["no 'linux' line in grub.cfg"]
+
+
+def test_defaults_carry_the_serial_console_and_no_os_prober():
+    d = bootloader.GRUB_DEFAULTS
+    assert "console=ttyS0,115200" in d["GRUB_CMDLINE_LINUX"] and "console=tty0" in d["GRUB_CMDLINE_LINUX"]
+    assert d["GRUB_TERMINAL"] == "console serial" and d["GRUB_DISABLE_OS_PROBER"] == "true"
