@@ -1,0 +1,66 @@
+"""customize: hostname, time zone, locale, accounts, packages, files, commands, first boot.
+
+A qcow2 layer over the previous stage's image, edited in exactly one libguestfs launch (the
+network is switched on only when packages are to be installed). The guest logic lives in
+builder.linux.customize; this module only opens, mounts, applies and trims.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from pathlib import Path
+from typing import Any, Callable
+
+from builder import qemu_img
+from builder.host import guestfs_session
+from builder.host.guestfs_session import Drive
+from builder.linux import customize as linux
+from builder.stage import Artifact, Output, StageContext, StageDef
+
+# apt-get, dpkg and locale-gen inside the appliance need more than its default memory.
+APPLIANCE_MEMSIZE = 1024
+
+
+def _env(ctx: StageContext):
+    # The CLI may hand a fixed environment in (tests, --env files); else the process's own.
+    return ctx.options.get("env") or os.environ
+
+
+def run(ctx: StageContext, inputs: dict[str, Artifact],
+        open_session: Callable[..., Any] = guestfs_session.session) -> Output:
+    spec = linux.CustomizeSpec.from_recipe(ctx.recipe, _env(ctx))
+    ctx.log.debug("customize spec: %r", spec)   # secrets print as Secret(<hidden>, …)
+    image = ctx.workdir / "image.qcow2"
+    qemu_img.overlay(Path(inputs["previous"].image).resolve(), image, what="customize overlay")
+    drive = Drive(image, "qcow2", readonly=False, discard="besteffort")
+    with open_session([drive], ctx.accel, what="customize", memsize=APPLIANCE_MEMSIZE,
+                      network=spec.needs_network) as g:
+        mountpoints = linux.mount_guest(g)
+        facts = linux.apply(g, spec)
+        linux.trim(g, mountpoints)
+    return Output(files={"image": "image.qcow2"}, data=facts)
+
+
+def pins(ctx: StageContext) -> dict[str, Any]:
+    """Contents of host files copied in (customize.files[].source): editing one re-runs the stage.
+
+    Secrets need no pin: the engine turns secret references into cache_token()s itself.
+    """
+    out = {}
+    for i, f in enumerate(ctx.recipe.get("customize.files", None) or []):
+        if f.get("source") is None:
+            continue
+        src = Path(f["source"])
+        src = src if src.is_absolute() else ctx.recipe.dir / src
+        try:
+            out[f"customize.files[{i}].source"] = hashlib.sha256(src.read_bytes()).hexdigest()
+        except OSError:
+            out[f"customize.files[{i}].source"] = "unreadable"  # run() reports it properly
+    return out
+
+
+STAGE = StageDef(name="customize", version=1, reads=("customize",), run=run,
+                 tools=("qemu-img", "libguestfs"), pins=pins,
+                 doc="Hostname, time zone, locale, root password, users, packages, files, "
+                     "commands and first-boot commands, in one libguestfs launch.")

@@ -1,0 +1,77 @@
+"""A small Debian 12 root filesystem image for the customize tests, built once and cached.
+
+Not a product path (the real pipeline's bootstrap/disk stages belong elsewhere): just enough
+of a Debian system (apt, passwd, sudo, locales, systemd's directories) for the customize
+stage to edit. It has no partition table and no bootloader: the filesystem spans the disk.
+
+Cached under $IRONFORGE_TEST_CACHE (default ~/.cache/ironforge-test), keyed by the command
+that makes it, behind a file lock so parallel sessions share one build.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import shutil
+import subprocess
+import tempfile
+from pathlib import Path
+
+from builder.cache.store import file_lock
+
+SUITE = "bookworm"
+MIRROR = "http://deb.debian.org/debian"
+# systemd is included so /etc/systemd/system/multi-user.target.wants exists as on a real image.
+INCLUDE = ("passwd", "sudo", "locales", "systemd", "tzdata")
+FS_SIZE = "1536M"   # room for the extra package the tests install
+
+
+def cache_root(env: dict[str, str] | None = None) -> Path:
+    env = os.environ if env is None else env
+    if env.get("IRONFORGE_TEST_CACHE"):
+        return Path(env["IRONFORGE_TEST_CACHE"])
+    return Path(os.path.expanduser("~")) / ".cache" / "ironforge-test"
+
+
+def _recipe_key() -> str:
+    what = {"suite": SUITE, "mirror": MIRROR, "include": INCLUDE, "size": FS_SIZE, "v": 1}
+    return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def base_image(root: Path | None = None) -> Path:
+    """Path of a cached qcow2 holding one ext4 filesystem with a Debian 12 root; build if needed."""
+    root = cache_root() if root is None else root
+    out = root / "customize" / f"debian12-rootfs-{_recipe_key()}.qcow2"
+    with file_lock(out.with_suffix(".lock")):
+        if out.exists():
+            return out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryDirectory(dir=out.parent, prefix=".build-") as tmp:
+            tree = Path(tmp) / "rootfs"
+            # Root mode into a directory: we are root here, so owners and modes are real.
+            subprocess.run(["mmdebstrap", "--quiet", "--variant=apt", "--mode=root",
+                            "--include=" + ",".join(INCLUDE), SUITE, str(tree), MIRROR],
+                           check=True)
+            raw = Path(tmp) / "rootfs.ext4"
+            subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "root", "-d", str(tree),
+                            str(raw), FS_SIZE], check=True)
+            shutil.rmtree(tree)
+            part = out.with_name(out.name + ".part")
+            subprocess.run(["qemu-img", "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw),
+                            str(part)], check=True)
+            os.replace(part, out)
+    return out
+
+
+
+def sha256_file(path: Path, chunk: int = 4 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+if __name__ == "__main__":
+    print(base_image())
