@@ -150,7 +150,7 @@ def _disk_args(spec: MachineSpec, machine: str) -> list[str]:
         if d.discard and not d.readonly and d.media == "disk":
             opts.append("discard=unmap")
         args += ["-drive", ",".join(opts)]
-        boot = f"bootindex={i}"
+        boot = f"bootindex={i + 1}"  # 0 belongs to -kernel's linuxboot ROM when present
         if d.bus == "virtio":
             dev = "virtio-blk-pci" if d.media == "disk" else None
             if dev is None:  # a virtio CD is a scsi-cd on virtio-scsi

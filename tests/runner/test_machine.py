@@ -61,7 +61,7 @@ def test_every_combination(arch, firmware, bus, nic, accel):
     assert len(disk_devs) == 2
     expected = {"virtio": "virtio-blk-pci", "scsi": "scsi-hd", "sata": "ide-hd", "ide": "ide-hd"}[bus]
     assert all(d.startswith(expected + ",") for d in disk_devs)
-    assert "bootindex=0" in disk_devs[0]
+    assert "bootindex=1" in disk_devs[0]
     if bus == "scsi":
         assert "virtio-scsi-pci,id=scsi0" in devices
     if bus == "sata":

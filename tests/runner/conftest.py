@@ -1,0 +1,19 @@
+"""Session-wide guests for runner tests: built once, reused (the machine is shared with other builds)."""
+
+from __future__ import annotations
+
+import pytest
+
+from builder.host.accel import Accel, choose
+from builder.runner import tinyguest
+
+
+@pytest.fixture(scope="session")
+def tiny(tmp_path_factory) -> tinyguest.TinyGuest:
+    """A tiny x86_64 guest from the host kernel + busybox that runs the real probe script as init."""
+    return tinyguest.build(tmp_path_factory.mktemp("tiny"))
+
+
+@pytest.fixture(scope="session")
+def accel() -> Accel:
+    return choose()
