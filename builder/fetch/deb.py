@@ -160,6 +160,7 @@ def _store_member(src, sha256: str, store: Store, *, what: str) -> Path:
                                 hint="the packaged file differs from the signed SHA256SUMS; the "
                                      "mirror is inconsistent or tampered with")
         final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp, 0o444)   # shared by hard links: nobody may edit it in place
         os.replace(tmp, final)
         fsync_dir(final.parent)
         return final

@@ -39,6 +39,8 @@ from builder.errors import ChecksumError, FetchError, UsageError
 log = logging.getLogger("ironforge.fetch")
 
 _HEX = {"sha256": 64, "sha512": 128}
+_MISMATCH_HINT = ("the server sent other bytes than the expected digest says; check the digest "
+                  "(the recipe's sha256/sha512 or --sha256/--sha512) and the URL or mirror")
 
 
 @dataclass(frozen=True)
@@ -417,15 +419,14 @@ class _Downloader:
         if self.want256 and got256 != self.want256:
             self._discard()
             raise ChecksumError(self.url, "sha256", self.want256, got256,
-                                hint="the server sent different bytes than the recipe pins; check the "
-                                     "digest in the recipe or the mirror")
+                                hint=_MISMATCH_HINT)
         if self.want512 and got512 != self.want512:
             self._discard()
             raise ChecksumError(self.url, "sha512", self.want512, got512,
-                                hint="the server sent different bytes than the recipe pins; check the "
-                                     "digest in the recipe or the mirror")
+                                hint=_MISMATCH_HINT)
         final = self.store.download_path(got256)
         final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(self.part, 0o444)   # shared by hard links: nobody may edit it in place
         os.replace(self.part, final)
         fsync_dir(final.parent)
         try:

@@ -104,38 +104,55 @@ def fetch_sources(store: Store, recipe, *, offline: bool = False, progress: bool
 
 def import_local(store: Store, name: str, path: Path, *, sha256: str | None = None,
                  sha512: str | None = None) -> FetchedFile:
-    """Copy a local file into the store (hashed while copied); check any declared digest."""
+    """A local file, hashed; copied into the store unless a file with its digest is there."""
     if not path.is_file():
         raise FetchError(f"source {name!r}: local file {path} does not exist",
                          hint="paths are relative to the recipe file's directory")
-    h256, h512 = hashlib.sha256(), (hashlib.sha512() if sha512 else None)
+    got, got512 = _hash_local(path, sha512 is not None)
+    if sha256 and got != sha256:
+        raise ChecksumError(str(path), "sha256", sha256, got,
+                            hint="the local file changed, or the recipe's digest is wrong")
+    if sha512 and got512 != sha512:
+        raise ChecksumError(str(path), "sha512", sha512, got512,
+                            hint="the local file changed, or the recipe's digest is wrong")
+    final = cached(store, sha256=got) or _copy_in(store, name, path, got)
+    verified = "recipe sha256" if sha256 else "recipe sha512" if sha512 else "local file (hashed)"
+    return FetchedFile(name, name, final, got, final.stat().st_size, path.resolve().as_uri(),
+                       verified)
+
+
+def _hash_local(path: Path, want512: bool) -> tuple[str, str | None]:
+    h256, h512 = hashlib.sha256(), (hashlib.sha512() if want512 else None)
+    with open(path, "rb") as f:
+        while b := f.read(1 << 20):
+            h256.update(b)
+            if h512 is not None:
+                h512.update(b)
+    return h256.hexdigest(), (h512.hexdigest() if h512 is not None else None)
+
+
+def _copy_in(store: Store, name: str, path: Path, sha256: str) -> Path:
+    """Copy ``path`` into the store, hashing the copy: the file may change while we read it."""
     tmp = store.download_tmpdir() / f"local-{os.getpid()}-{name}.tmp"
+    h = hashlib.sha256()
     try:
         with open(path, "rb") as src, open(tmp, "wb") as dst:
             while b := src.read(1 << 20):
-                h256.update(b)
-                if h512 is not None:
-                    h512.update(b)
+                h.update(b)
                 dst.write(b)
             dst.flush()
             os.fsync(dst.fileno())
-        got = h256.hexdigest()
-        if sha256 and got != sha256:
-            raise ChecksumError(str(path), "sha256", sha256, got,
-                                hint="the local file changed, or the recipe's digest is wrong")
-        if sha512 and h512.hexdigest() != sha512:
-            raise ChecksumError(str(path), "sha512", sha512, h512.hexdigest(),
-                                hint="the local file changed, or the recipe's digest is wrong")
-        final = store.download_path(got)
-        if cached(store, sha256=got) is None:
-            final.parent.mkdir(parents=True, exist_ok=True)
-            os.replace(tmp, final)
-            fsync_dir(final.parent)
+        if h.hexdigest() != sha256:
+            raise ChecksumError(str(path), "sha256", sha256, h.hexdigest(),
+                                hint="the file changed while it was being read; try again")
+        final = store.download_path(sha256)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp, 0o444)   # shared by hard links: nobody may edit it in place
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+        return final
     finally:
         try:
             tmp.unlink()
         except FileNotFoundError:
             pass
-    verified = "recipe sha256" if sha256 else "recipe sha512" if sha512 else "local file (hashed)"
-    return FetchedFile(name, name, final, got, final.stat().st_size, path.resolve().as_uri(),
-                       verified)
