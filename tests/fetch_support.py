@@ -34,6 +34,7 @@ class Route:
     cut_times: int = 1 << 30         # … on the first N requests
     stall_after: int | None = None   # send this many bytes, then go silent for stall_seconds
     stall_seconds: float = 0.0
+    stall_times: int = 1 << 30       # … on the first N requests
     length: int | None = None        # Content-Length to announce (a lie when != real length)
     redirect: str | None = None
     ranges: bool = True
@@ -97,7 +98,7 @@ class _Handler(BaseHTTPRequestHandler):
                 self.wfile.flush()
                 self.close_connection = True
                 return
-            if route.stall_after is not None:
+            if route.stall_after is not None and n <= route.stall_times:
                 self.wfile.write(body[:route.stall_after])
                 self.wfile.flush()
                 time.sleep(route.stall_seconds)

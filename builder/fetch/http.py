@@ -256,11 +256,17 @@ class _Downloader:
     # -- the retry loop ----------------------------------------------------------------------
     def run(self) -> Path:
         attempt = 0
+        best = self.part.stat().st_size if self.part.exists() else 0
         clean_restart_done = False
         while True:
             try:
                 self._attempt()
             except _Retry as exc:
+                size = self.part.stat().st_size if self.part.exists() else 0
+                if size > best:
+                    # it got further than ever before: a flaky link that still makes progress
+                    # is not given up on; the count restarts (bounded: the file has an end)
+                    best, attempt = size, 0
                 attempt += 1
                 if attempt > self.opts.retries:
                     raise self._give_up(exc, attempt) from None

@@ -243,15 +243,36 @@ def test_stalled_transfer_times_out_and_keeps_prefix(server, store):
     data = blob(200_000)
     route = Route(data=data, stall_after=30_000, stall_seconds=1.5)
     url = server.add(server.unique("stall.bin"), route)
-    opts = FetchOptions(read_timeout=0.3, retries=1, backoff=0.01)
+    opts = FetchOptions(read_timeout=0.3, retries=0, backoff=0.01)
     with pytest.raises(FetchError) as ei:
         fetch_url(store, url, sha256=sha(data), options=opts)
     assert "stalled" in ei.value.message and "0.3 s" in ei.value.message
-    assert len(route.requests) == 2
-    assert route.requests[1]["Range"] == "bytes=30000-"
+    assert "resumes" in ei.value.hint
+    assert len(route.requests) == 1
     assert stored(store) == []
     assert_store_sane(store, data)
-    assert partials(store), "the prefix received before the stall is kept for resuming"
+    [part] = partials(store)
+    assert part.read_bytes() == data[:30_000], "what arrived before the stall is kept for resuming"
+
+
+def test_stall_then_resume_completes(server, store):
+    data = blob(200_000)
+    route = Route(data=data, stall_after=30_000, stall_seconds=1.5, stall_times=1)
+    url = server.add(server.unique("stall-once.bin"), route)
+    opts = FetchOptions(read_timeout=0.3, retries=1, backoff=0.01)
+    assert fetch_url(store, url, sha256=sha(data), options=opts).read_bytes() == data
+    assert [r.get("Range") for r in route.requests] == [None, "bytes=30000-"]
+    assert partials(store) == []
+
+
+def test_progress_resets_the_retry_count(server, store):
+    data = blob(200_000)
+    # cut after 40 kB on every request: each attempt gets further, so retries=1 still finishes
+    route = Route(data=data, cut_after=40_000)
+    url = server.add(server.unique("cut-always.bin"), route)
+    opts = FetchOptions(read_timeout=2, retries=1, backoff=0.01)
+    assert fetch_url(store, url, sha256=sha(data), options=opts).read_bytes() == data
+    assert len(route.requests) == 5
 
 
 def test_two_concurrent_fetches_make_one_good_file(server, store, fast):
