@@ -63,3 +63,27 @@ def test_stage_run_and_pins(serve_archive, signer, server, store, fast, tmp_path
     out2 = stage.run(offline, {})
     assert (offline.workdir / "seed").read_text() == "seed v2"
     assert out2.data["installer.kernel"] == out.data["installer.kernel"]
+
+
+def test_engine_refetches_exactly_when_the_archive_changes(serve_archive, signer, server, store,
+                                                           fast, tmp_path):
+    from builder.engine import Engine
+    from fetch_support import build_archive
+
+    mirror, arc = serve_archive(images=False)
+    recipe = Recipe(name="t", path=None, values={
+        "arch": "amd64", "os": {"family": "debian", "release": "12"},
+        "build": {"method": "installer", "mirror": mirror},
+        "sources": [{"name": "installer", "debian_installer": {"release": "12", "image": "netboot"}}]})
+    engine = Engine(store=store, accel=Accel("tcg", "test"),
+                    options={"fetch_keyrings": [signer.keyring], "fetch_options": fast})
+    first = engine.run(recipe, [stage.STAGE])
+    assert [s.hit for s in first.steps] == [False]
+    assert first.artifacts["fetch"].path("installer.kernel").read_bytes() == arc.kernel
+    assert [s.hit for s in engine.run(recipe, [stage.STAGE]).steps] == [True]
+    # upstream publishes a new installer: a new signed InRelease at the same mirror
+    arc2 = build_archive(tmp_path / "archive-new", signer)
+    server.add_tree(mirror.removeprefix(server.base), arc2.root)
+    third = engine.run(recipe, [stage.STAGE])
+    assert third.steps[0].hit is False and "installer" in third.steps[0].reason
+    assert third.artifacts["fetch"].path("installer.kernel").read_bytes() == arc2.kernel

@@ -6,7 +6,11 @@ import hashlib
 import json
 import os
 import socket
+import subprocess
+import sys
 import threading
+import time
+from pathlib import Path
 
 import pytest
 
@@ -296,6 +300,35 @@ def test_two_concurrent_fetches_make_one_good_file(server, store, fast):
     assert results[0] == results[1] == store.download_path(sha(data))
     assert results[0].read_bytes() == data
     assert len(route.requests) == 1, "the second fetch waited for the first and used its file"
+    assert partials(store) == []
+    assert_store_sane(store)
+
+
+def test_two_processes_fetching_one_url_make_one_good_file(server, store, tmp_path):
+    data = blob(2_000_000)
+    route = Route(data=data, slow=0.02)
+    url = server.add(server.unique("shared-procs.bin"), route)
+    go = tmp_path / "go"
+    code = ("import sys, time, pathlib\n"
+            "from builder.cache.store import Store\n"
+            "from builder.fetch.http import fetch_url\n"
+            "go = pathlib.Path(sys.argv[3])\n"
+            "pathlib.Path(sys.argv[5]).touch()\n"
+            "while not go.exists(): time.sleep(0.01)\n"
+            "print(fetch_url(Store(pathlib.Path(sys.argv[1])), sys.argv[2], sha256=sys.argv[4]))\n")
+    root = Path(__file__).resolve().parents[2]
+    ready = [tmp_path / f"ready{i}" for i in range(2)]
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(store.root), url, str(go), sha(data),
+                               str(r)], cwd=root, stdout=subprocess.PIPE, text=True) for r in ready]
+    while not all(r.exists() for r in ready):   # both imported and waiting: release them together
+        assert all(p.poll() is None for p in procs), "a fetch process died before starting"
+        time.sleep(0.01)
+    go.touch()
+    outs = [p.communicate(timeout=60)[0].strip() for p in procs]
+    assert [p.returncode for p in procs] == [0, 0]
+    assert outs[0] == outs[1] == str(store.download_path(sha(data)))
+    assert store.download_path(sha(data)).read_bytes() == data
+    assert len(route.requests) == 1
     assert partials(store) == []
     assert_store_sane(store)
 
