@@ -1,0 +1,231 @@
+"""The customize stage end to end: every feature in one real libguestfs launch over a real
+Debian 12 filesystem, then every change read back by an independent read-only launch."""
+
+from __future__ import annotations
+
+import json
+import logging
+import subprocess
+import textwrap
+from pathlib import Path
+
+import pytest
+
+from builder import recipe as recipemod
+from builder import secrets
+from builder.cache.store import Store
+from builder.errors import UsageError
+from builder.host import accel as accelmod
+from builder.host import guestfs_session
+from builder.host.guestfs_session import Drive
+from builder.linux import customize as cz
+from builder.stage import Artifact, StageContext
+from builder.stages import customize as stage
+
+import customize_support
+
+ROOT_PW = "root-Pa55-from-env-7c1f"
+ALICE_PW = "alice-Pa55-from-file-93ab"
+ALICE_KEYS = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0000000000000000000 alice@laptop",
+              "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQFakeSecondKey alice@desktop"]
+
+FULL_RECIPE = f"""\
+arch = "amd64"
+[os]
+family = "debian"
+release = "12"
+[build]
+method = "bootstrap"
+
+[customize]
+hostname = "forged"
+timezone = "Europe/Paris"
+locale = "en_US.UTF-8"
+root_password = {{ env = "IRONFORGE_TEST_ROOT_PW" }}
+packages = ["hello"]
+commands = [
+  "hostname_now=$(cat /etc/hostname); echo \\"$hostname_now $(id -un)\\" > /var/tmp/command-ran",
+  "cp /opt/app/config.ini /var/tmp/config-copy",
+]
+firstboot = ["echo first boot > /var/tmp/firstboot-ran", "systemctl is-system-running || true"]
+
+[[customize.users]]
+name = "alice"
+sudo = true
+groups = ["adm", "users"]
+ssh_keys = {json.dumps(ALICE_KEYS)}
+password = {{ file = "secrets/alice.pw" }}
+
+[[customize.users]]
+name = "dave"
+shell = "/bin/sh"
+
+[[customize.files]]
+path = "/etc/motd"
+source = "files/motd"
+mode = "0600"
+owner = "alice"
+
+[[customize.files]]
+path = "/opt/app/config.ini"
+content = "[app]\\nname = forged\\n"
+mode = "0640"
+owner = "root:adm"
+"""
+
+
+def counting(factory):
+    """The real session factory, counting how often an appliance is opened (not a mock)."""
+    calls = []
+
+    def open_session(*args, **kwargs):
+        calls.append(kwargs.get("network"))
+        return factory(*args, **kwargs)
+    open_session.calls = calls
+    return open_session
+
+
+def make_ctx(tmp_path: Path, recipe, env: dict) -> StageContext:
+    work = tmp_path / "work"
+    work.mkdir(parents=True)
+    return StageContext(recipe=recipe, accel=accelmod.choose(), store=Store(tmp_path / "store"),
+                        workdir=work, log=logging.getLogger("ironforge.stage.customize"),
+                        options={"env": env})
+
+
+def previous_artifact(image: Path) -> Artifact:
+    return Artifact(stage="disk", key="test-base", dir=image.parent, files={"image": image.name}, data={})
+
+
+@pytest.fixture(scope="module")
+def base_image():
+    return customize_support.base_image()
+
+
+@pytest.fixture()
+def full_recipe(tmp_path):
+    rdir = tmp_path / "recipes"
+    (rdir / "secrets").mkdir(parents=True)
+    (rdir / "files").mkdir()
+    (rdir / "secrets" / "alice.pw").write_text(ALICE_PW + "\n")
+    (rdir / "files" / "motd").write_text("Welcome to forged\n")
+    path = rdir / "full.toml"
+    path.write_text(FULL_RECIPE)
+    return recipemod.load(path)
+
+
+def test_stage_definition():
+    assert stage.STAGE.name == "customize" and stage.STAGE.reads == ("customize",)
+    assert "libguestfs" in stage.STAGE.tools
+
+
+def test_source_file_contents_are_pinned(full_recipe, tmp_path):
+    before = stage.pins(make_ctx(tmp_path / "a", full_recipe, {}))
+    (full_recipe.dir / "files" / "motd").write_text("changed\n")
+    after = stage.pins(make_ctx(tmp_path / "b", full_recipe, {}))
+    assert set(before) == {"customize.files[0].source"}
+    assert before != after
+
+
+def test_missing_env_secret_fails_before_any_launch(full_recipe, tmp_path, base_image):
+    opener = counting(guestfs_session.session)
+    ctx = make_ctx(tmp_path, full_recipe, {})          # IRONFORGE_TEST_ROOT_PW not set
+    with pytest.raises(UsageError) as exc:
+        stage.run(ctx, {"previous": previous_artifact(base_image)}, open_session=opener)
+    assert exc.value.exit_code == 2
+    assert "IRONFORGE_TEST_ROOT_PW" in exc.value.message and "customize.root_password" in exc.value.message
+    assert opener.calls == [] and not (ctx.workdir / "image.qcow2").exists()
+
+
+@pytest.mark.network
+def test_every_feature_in_one_launch_read_back_independently(full_recipe, tmp_path, base_image, caplog):
+    base_sum = customize_support.sha256_file(base_image)
+    ctx = make_ctx(tmp_path, full_recipe, {"IRONFORGE_TEST_ROOT_PW": ROOT_PW})
+    opener = counting(guestfs_session.session)
+    caplog.set_level(logging.DEBUG, logger="ironforge")
+
+    out = stage.run(ctx, {"previous": previous_artifact(base_image)}, open_session=opener)
+
+    # One appliance for everything, with the network on because packages were asked for.
+    assert opener.calls == [True]
+    assert out.files == {"image": "image.qcow2"}
+    image = ctx.workdir / "image.qcow2"
+    info = json.loads(subprocess.run(["qemu-img", "info", "--output=json", str(image)],
+                                     capture_output=True, text=True, check=True).stdout)
+    assert info["backing-filename"] == str(base_image.resolve())
+    assert out.data["hostname"] == "forged" and out.data["users"] == ["alice", "dave"]
+    assert out.data["root"] == "password" and out.data["packages"] == ["hello"]
+
+    # Secrets appear nowhere: not in DEBUG logs, not in the artifact data, not in the image bytes.
+    logs = caplog.text + json.dumps(out.data)
+    assert "customize: installing packages" in caplog.text          # the logs did get captured
+    assert ROOT_PW not in logs and ALICE_PW not in logs
+    layer = image.read_bytes()
+    assert ROOT_PW.encode() not in layer and ALICE_PW.encode() not in layer
+
+    with guestfs_session.session([Drive(image, readonly=True)], ctx.accel, what="read back") as g:
+        g.mount_ro(g.inspect_os()[0], "/")
+        cat = g.cat
+
+        assert cat("/etc/hostname") == "forged\n"
+        assert "127.0.1.1\tforged" in cat("/etc/hosts").splitlines()
+        assert g.readlink("/etc/localtime") == "/usr/share/zoneinfo/Europe/Paris"
+        assert cat("/etc/timezone") == "Europe/Paris\n"
+        assert cat("/etc/default/locale") == "LANG=en_US.UTF-8\n"
+        assert "en_US.UTF-8 UTF-8" in cat("/etc/locale.gen").splitlines()
+        assert "en_US.utf8" in g.command(["localedef", "--list-archive"]).split()
+
+        shadow = {ln.split(":")[0]: ln.split(":") for ln in cat("/etc/shadow").splitlines()}
+        passwd = {ln.split(":")[0]: ln.split(":") for ln in cat("/etc/passwd").splitlines()}
+        group = {ln.split(":")[0]: ln.split(":") for ln in cat("/etc/group").splitlines()}
+        root_hash = shadow["root"][1]
+        assert root_hash.startswith("$6$") and secrets.verify_password(ROOT_PW, root_hash)
+        alice_hash = shadow["alice"][1]
+        assert alice_hash.startswith("$6$") and secrets.verify_password(ALICE_PW, alice_hash)
+        assert shadow["dave"][1].startswith("!")                       # no password: locked
+
+        _, _, uid, gid, _, home, shell = passwd["alice"]
+        uid, gid = int(uid), int(gid)
+        assert uid >= 1000 and home == "/home/alice" and shell == "/bin/bash"
+        assert group["alice"][2] == str(gid)                           # its own user group
+        for grp in ("adm", "users"):
+            assert "alice" in group[grp][3].split(",")
+        assert passwd["dave"][6] == "/bin/sh" and g.is_dir("/home/dave")
+
+        def meta(path):
+            st = g.statns(path)
+            return st["st_mode"] & 0o7777, st["st_uid"], st["st_gid"]
+
+        assert meta("/home/alice")[1:] == (uid, gid)
+        assert meta("/home/alice/.ssh") == (0o700, uid, gid)
+        assert meta("/home/alice/.ssh/authorized_keys") == (0o600, uid, gid)
+        assert cat("/home/alice/.ssh/authorized_keys").splitlines() == ALICE_KEYS
+        assert meta("/etc/sudoers.d/alice") == (0o440, 0, 0)
+        assert cat("/etc/sudoers.d/alice").splitlines()[-1] == "alice ALL=(ALL:ALL) NOPASSWD: ALL"
+        assert not g.exists("/etc/sudoers.d/dave")
+        assert meta("/etc/shadow")[0] == 0o640
+
+        status = cat("/var/lib/dpkg/status")
+        assert "Package: hello\nStatus: install ok installed\n" in status
+        assert g.is_file("/usr/bin/hello")
+        assert [f for f in g.ls("/var/lib/apt/lists") if f not in ("lock", "partial", "auxfiles")] == []
+        assert not [f for f in g.ls("/var/cache/apt/archives") if f.endswith(".deb")]
+        assert not g.exists("/usr/sbin/policy-rc.d")
+
+        assert cat("/etc/motd") == "Welcome to forged\n" and meta("/etc/motd") == (0o600, uid, gid)
+        assert cat("/opt/app/config.ini") == "[app]\nname = forged\n"
+        assert meta("/opt/app/config.ini") == (0o640, 0, int(group["adm"][2]))
+
+        # Commands ran inside the image, as root, after hostname and files were in place.
+        assert cat("/var/tmp/command-ran") == "forged root\n"
+        assert cat("/var/tmp/config-copy") == "[app]\nname = forged\n"
+
+        unit = "/etc/systemd/system/" + cz.FIRSTBOOT_UNIT
+        assert cat(unit) == cz.FIRSTBOOT_UNIT_TEXT
+        assert g.readlink("/etc/systemd/system/multi-user.target.wants/" + cz.FIRSTBOOT_UNIT) == unit
+        script = cat(cz.FIRSTBOOT_SCRIPT)
+        assert meta(cz.FIRSTBOOT_SCRIPT)[0] == 0o755
+        assert "/bin/sh -c 'echo first boot > /var/tmp/firstboot-ran'" in script
+        assert not g.exists("/var/tmp/firstboot-ran") and not g.exists(cz.FIRSTBOOT_DONE)
+
+    assert customize_support.sha256_file(base_image) == base_sum       # the base is untouched
