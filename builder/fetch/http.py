@@ -449,7 +449,7 @@ class _Downloader:
 def _short(exc: BaseException | None) -> str:
     """The innermost useful words of a requests/urllib3 exception chain."""
     text = str(exc)
-    m = re.search(r"\[Errno -?\d+\] ([^')\]]+)", text)
+    m = re.search(r"\[Errno -?\d+\] ([^'\")\]]+)", text)
     if m:
         return m.group(1).strip()
     for pat in (r"Failed to establish a new connection: ([^')]+)", r"\(([^()]*)\)\)?$"):
