@@ -155,7 +155,7 @@ def fetch_url(store: Store, url: str, *, sha256: str | None = None, sha512: str 
         if hit:
             return hit
         return _Downloader(store, url, key, sha256, sha512, options or FetchOptions(), session,
-                           progress, resume_across_runs=True).run()
+                           progress, resume_across_runs=True).run_and_close()
 
 
 def fetch_unpinned(store: Store, url: str, *, offline: bool = False, progress: bool = False,
@@ -174,7 +174,7 @@ def fetch_unpinned(store: Store, url: str, *, offline: bool = False, progress: b
     key = f"url-{_urlhash(url)[:40]}"
     with store.download_lock(key):
         path = _Downloader(store, url, key, None, None, options or FetchOptions(), session, progress,
-                           resume_across_runs=False).run()
+                           resume_across_runs=False).run_and_close()
         atomic_write_text(_url_index(store, url), json.dumps({"url": url, "sha256": path.name}))
         return path
 
@@ -193,6 +193,7 @@ class _Downloader:
         self.store, self.url, self.key = store, url, key
         self.want256, self.want512 = sha256, sha512
         self.opts = opts
+        self.own_session = session is None
         self.session = session or make_session(opts)
         self.progress = progress
         tmp = store.download_tmpdir()
@@ -254,6 +255,13 @@ class _Downloader:
         self.hashed += len(chunk)
 
     # -- the retry loop ----------------------------------------------------------------------
+    def run_and_close(self) -> Path:
+        try:
+            return self.run()
+        finally:
+            if self.own_session:
+                self.session.close()
+
     def run(self) -> Path:
         attempt = 0
         best = self.part.stat().st_size if self.part.exists() else 0
