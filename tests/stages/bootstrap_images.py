@@ -1,0 +1,106 @@
+"""Debian images built once per test session through bootstrap -> disk -> drivers (real
+mmdebstrap against deb.debian.org, real libguestfs), in a persistent engine cache under
+$IRONFORGE_TEST_CACHE (default ~/.cache/ironforge-test): the engine's keys hold the recipe values
+each stage reads, the tool versions and the archive's InRelease digest, so a changed recipe or
+archive rebuilds and anything else is a cache hit."""
+
+from __future__ import annotations
+
+import copy
+import dataclasses
+import os
+import subprocess
+import tempfile
+from pathlib import Path
+
+from builder.cache.store import Store
+from builder.engine import Engine, RunResult
+from builder.host.accel import choose
+from builder.host.guestfs_session import Drive, session
+from builder.recipe import Recipe, load
+from builder.stages import bootstrap, disk, drivers
+
+STAGES = [bootstrap.STAGE, disk.STAGE, drivers.STAGE]
+
+
+def cache_root() -> Path:
+    base = os.environ.get("IRONFORGE_TEST_CACHE") or os.path.expanduser("~/.cache/ironforge-test")
+    return Path(base) / "linux-bootstrap"
+
+
+def engine() -> Engine:
+    return Engine(Store(cache_root()), choose())
+
+
+def build(recipe: Recipe | str) -> RunResult:
+    r = load(recipe) if isinstance(recipe, str) else recipe
+    return engine().run(r, STAGES)
+
+
+def variant(name: str, **values) -> Recipe:
+    """The shipped recipe ``name`` with dotted keys overridden (e.g. drivers__modules=[...])."""
+    base = load(name)
+    vals = copy.deepcopy(base.values)
+    for dotted, v in values.items():
+        node = vals
+        *parents, last = dotted.split("__")
+        for p in parents:
+            node = node.setdefault(p, {})
+        node[last] = v
+    return dataclasses.replace(base, values=vals)
+
+
+def host_lsinitramfs(data: bytes) -> list[str]:
+    """List an initramfs with the host's own lsinitramfs: independent of the guest's tools."""
+    with tempfile.NamedTemporaryFile(suffix=".img") as f:
+        f.write(data)
+        f.flush()
+        return subprocess.run(["lsinitramfs", f.name], capture_output=True, text=True,
+                              check=True).stdout.splitlines()
+
+
+def inspect(image: Path) -> dict:
+    """Everything the tests check, read in ONE read-only libguestfs launch."""
+    facts: dict = {}
+    with session([Drive(image, "qcow2", readonly=True)], choose(), what="test inspection") as g:
+        roots = g.inspect_os()
+        facts["roots"] = len(roots)
+        root = roots[0]
+        facts["type"] = g.inspect_get_type(root)
+        facts["distro"] = g.inspect_get_distro(root)
+        facts["major"] = g.inspect_get_major_version(root)
+        facts["arch"] = g.inspect_get_arch(root)
+        mps = g.inspect_get_mountpoints(root)
+        for mp in sorted(mps, key=len):
+            g.mount_ro(mps[mp], mp)
+        facts["mountpoints"] = mps
+        facts["root_device"] = mps["/"]
+        facts["root_fs_uuid"] = g.vfs_uuid(mps["/"])
+        facts["root_fs_type"] = g.vfs_type(mps["/"])
+        facts["partitions"] = g.list_partitions()
+        facts["part_table"] = g.part_get_parttype("/dev/sda")
+        facts["bash_arch"] = g.file_architecture("/usr/bin/bash")
+        facts["boot"] = sorted(g.ls("/boot"))
+        facts["fstab"] = g.cat("/etc/fstab")
+        facts["grub_cfg"] = g.cat("/boot/grub/grub.cfg")
+        facts["default_grub"] = g.cat("/etc/default/grub")
+        facts["machine_id_size"] = g.filesize("/etc/machine-id")
+        facts["ssh_host_keys"] = g.glob_expand("/etc/ssh/ssh_host_*")
+        facts["ssh_keygen_unit"] = g.is_file("/etc/systemd/system/ironforge-ssh-keygen.service")
+        facts["apt_lists"] = sorted(g.ls("/var/lib/apt/lists"))
+        facts["apt_debs"] = g.glob_expand("/var/cache/apt/archives/*.deb")
+        facts["hostname"] = g.cat("/etc/hostname").strip()
+        facts["resolv_conf"] = g.readlink("/etc/resolv.conf") if g.is_symlink("/etc/resolv.conf") else None
+        facts["networkd_enabled"] = g.is_symlink(
+            "/etc/systemd/system/multi-user.target.wants/systemd-networkd.service")
+        facts["network_unit"] = g.cat("/etc/systemd/network/80-ironforge-dhcp.network")
+        facts["initramfs_modules_conf"] = g.cat("/etc/initramfs-tools/modules")
+        facts["initramfs"] = {}
+        for name in facts["boot"]:
+            if name.startswith("initrd.img-"):
+                facts["initramfs"][name[len("initrd.img-"):]] = host_lsinitramfs(
+                    g.read_file(f"/boot/{name}"))
+        sv = g.statvfs("/")
+        facts["root_used_bytes"] = (sv["blocks"] - sv["bfree"]) * sv["frsize"]
+        g.umount_all()
+    return facts

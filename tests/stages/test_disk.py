@@ -1,0 +1,102 @@
+"""The bootstrap pipeline's images, read back with an independent read-only libguestfs launch
+(one per image). Real mmdebstrap against deb.debian.org; cached across sessions."""
+
+import re
+
+import pytest
+
+from bootstrap_images import build, inspect
+
+from builder.stages import disk
+
+pytestmark = pytest.mark.network
+
+
+@pytest.fixture(scope="session")
+def amd64():
+    res = build("debian-12-amd64")
+    return res, inspect(res.artifacts["drivers"].image)
+
+
+@pytest.fixture(scope="session")
+def i386():
+    res = build("debian-12-i386")
+    return res, inspect(res.artifacts["drivers"].image)
+
+
+@pytest.fixture(params=["amd64", "i386"])
+def image(request):
+    return request.getfixturevalue(request.param)
+
+
+def test_disk_reads_no_customize_keys():
+    assert not any(k.startswith("customize") for k in disk.STAGE.reads)
+
+
+def test_inspection_finds_debian_12(image):
+    _res, f = image
+    assert f["roots"] == 1 and f["type"] == "linux" and f["distro"] == "debian" and f["major"] == 12
+
+
+def test_amd64_is_64_bit(amd64):
+    _res, f = amd64
+    assert f["arch"] == "x86_64" and f["bash_arch"] == "x86_64"
+    assert any(re.fullmatch(r"vmlinuz-.*-amd64", n) for n in f["boot"])
+
+
+def test_i386_has_32_bit_binaries_and_686_pae_kernel(i386):
+    _res, f = i386
+    assert f["arch"] == "i386" and f["bash_arch"] == "i386"
+    assert any(re.fullmatch(r"vmlinuz-.*-686-pae", n) for n in f["boot"])
+
+
+def test_fstab_mounts_root_by_the_filesystems_uuid(image):
+    res, f = image
+    uuid = res.artifacts["disk"].data["root_uuid"]
+    assert f["root_fs_uuid"] == uuid and f["root_fs_type"] == "ext4"
+    assert re.search(rf"^UUID={uuid}\s+/\s+ext4\s", f["fstab"], re.M)
+    assert "/dev/sd" not in f["fstab"] and "/dev/vd" not in f["fstab"]
+    assert f["part_table"] == "msdos" and f["root_device"] == "/dev/sda1"
+
+
+def test_uuids_are_derived_from_the_recipe_name(amd64, i386):
+    assert amd64[0].artifacts["disk"].data["root_uuid"] != i386[0].artifacts["disk"].data["root_uuid"]
+    from builder.linux.diskimage import ids_for
+    assert amd64[1]["root_fs_uuid"] == str(ids_for("debian-12-amd64").root)
+
+
+def test_grub_boots_root_by_uuid_with_serial_console(image):
+    res, f = image
+    uuid = res.artifacts["disk"].data["root_uuid"]
+    linux = [ln.strip() for ln in f["grub_cfg"].splitlines() if ln.strip().startswith("linux")]
+    assert linux
+    for ln in linux:
+        assert f"root=UUID={uuid}" in ln and "console=ttyS0,115200" in ln and "console=tty0" in ln
+        assert "root=/dev/" not in ln
+    assert "serial --speed=115200" in f["grub_cfg"] and "terminal_output" in f["grub_cfg"]
+    assert "GRUB_DISABLE_OS_PROBER=true" in f["default_grub"]
+
+
+def test_initramfs_carries_the_virtio_modules(image):
+    _res, f = image
+    assert f["initramfs"]
+    for version, listing in f["initramfs"].items():
+        names = {re.sub(r"\.ko(\.\w+)?$", "", p.rsplit("/", 1)[-1]) for p in listing if ".ko" in p}
+        for m in ("virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console"):
+            assert m in names, f"{m} not in initrd.img-{version}"
+    for m in ("virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console"):
+        assert re.search(rf"^{m}$", f["initramfs_modules_conf"], re.M)
+
+
+def test_first_boot_identity_is_clean(image):
+    _res, f = image
+    assert f["machine_id_size"] == 0
+    assert f["ssh_host_keys"] == [] and f["ssh_keygen_unit"]
+    assert set(f["apt_lists"]) <= {"partial", "lock"} and f["apt_debs"] == []
+    assert f["hostname"] == "debian"
+
+
+def test_network_by_networkd_dhcp_with_resolved(image):
+    _res, f = image
+    assert f["networkd_enabled"] and "DHCP=yes" in f["network_unit"] and "en*" in f["network_unit"]
+    assert f["resolv_conf"] == "../run/systemd/resolve/stub-resolv.conf"
