@@ -6,12 +6,13 @@
 from __future__ import annotations
 
 import concurrent.futures
-import functools
+import dataclasses
 import json
 import logging
 import os
 import shutil
 import sys
+import time
 import traceback
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -349,6 +350,101 @@ def _fetch_module():
         from builder.errors import NotImplementedYet
         raise NotImplementedYet("fetch is not implemented yet") from None
     return fetch
+
+
+# -- verify / run ----------------------------------------------------------------------------------
+
+def _verify_targets(app: App, items, opts: dict) -> list:
+    from builder.runner.verify import VerifyTarget
+    from builder.stages.verify import target_for
+    targets, problems = [], []
+    for item in items:
+        p = Path(item)
+        if p.is_file() and p.suffix != ".toml":
+            t = VerifyTarget(image=p, name=p.stem)
+            if opts.get("verify_checks"):
+                from builder.runner.checks import resolve_checks
+                t = dataclasses.replace(t, checks=tuple(resolve_checks(None, opts["verify_checks"])))
+            for k, attr in (("verify_timeout", "timeout"), ("verify_stall", "stall")):
+                if opts.get(k):
+                    t = dataclasses.replace(t, **{attr: float(opts[k])})
+            targets.append(t)
+            continue
+        try:
+            r = recipes.load(item, app.recipes_dir)
+        except RecipeError as exc:
+            problems.extend(exc.problems)
+            continue
+        image = app.output_dir / r.name / f"{r.name}.qcow2"
+        if not image.is_file():
+            raise UsageError(f"{item}: no built image at {image}", hint=f"run: ironforge build {r.name}")
+        targets.append(target_for(r, image, opts))
+    if problems:
+        raise RecipeError(problems)
+    return targets
+
+
+@cli.command("verify")
+@click.argument("items", nargs=-1, required=True)
+@click.option("--parallel", "-p", type=click.IntRange(1, 32), default=2, show_default=True,
+              help="Guests booted at once (32-bit and 64-bit side by side).")
+@click.option("--timeout", type=click.IntRange(10, 86400), default=None, help="Overall seconds per image.")
+@click.option("--stall", type=click.IntRange(5, 86400), default=None, help="Fail after this many silent seconds.")
+@click.option("--check", "checks", multiple=True, help="Add a check (NAME) or relax one (-NAME).")
+@click.option("--junit", type=click.Path(path_type=Path), default=None, help="Write JUnit XML here.")
+@click.option("--evidence-dir", type=click.Path(path_type=Path), default=None,
+              help="Where serial logs and screenshots go (default output/verify/<time>).")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def verify_cmd(app: App, items, parallel, timeout, stall, checks, junit, evidence_dir, as_json):
+    """Boot images (or recipes' published images) and prove they work."""
+    from builder.runner.report import render_table, to_json, write_junit
+    from builder.runner.verify import verify_fleet
+    opts = {"verify_timeout": timeout, "verify_stall": stall, "verify_checks": list(checks)}
+    targets = _verify_targets(app, items, opts)
+    out = evidence_dir or app.output_dir / "verify" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    results = verify_fleet(targets, parallel=parallel, accel=app.accel(), out_dir=out)
+    if junit:
+        write_junit(results, junit)
+    if as_json:
+        click.echo(to_json(results))
+    else:
+        click.echo(render_table(results))
+        for r in results:
+            if not r.ok:
+                click.echo(f"{r.name}: {r.message}", err=True)
+                for line in r.serial_tail[-10:]:
+                    click.echo(f"    {line}", err=True)
+                if r.serial_log:
+                    click.echo(f"  serial log: {r.serial_log}", err=True)
+                if r.screenshot:
+                    click.echo(f"  screenshot: {r.screenshot}", err=True)
+    if not all(r.ok for r in results):
+        raise SystemExit(1)
+
+
+@cli.command("run")
+@click.argument("image")
+@click.option("--arch", default=None, help="Guest arch (default: from the recipe or by inspection).")
+@click.option("--no-snapshot", is_flag=True, help="Write changes back to the image (default: snapshot).")
+@click.option("--memory", type=click.IntRange(128, 65536), default=1024, show_default=True)
+@click.option("--cpus", type=click.IntRange(1, 64), default=1, show_default=True)
+@click.option("--firmware", type=click.Choice(["bios", "uefi"]), default=None)
+@pass_app
+def run_cmd(app: App, image, arch, no_snapshot, memory, cpus, firmware):
+    """Boot an image with the serial console on this terminal (quit: Ctrl-A x)."""
+    from builder.runner.interactive import run_interactive
+    p = Path(image)
+    if not p.is_file():
+        r = recipes.load(image, app.recipes_dir)
+        p = app.output_dir / r.name / f"{r.name}.qcow2"
+        if not p.is_file():
+            raise UsageError(f"{image}: no built image at {p}", hint=f"run: ironforge build {r.name}")
+        arch = arch or r.arch
+        firmware = firmware or r.get("firmware")
+    rc = run_interactive(p, arch, app.accel(), snapshot=not no_snapshot, firmware=firmware or "bios",
+                         memory_mb=memory, cpus=cpus)
+    raise SystemExit(rc)
 
 
 # -- doctor --------------------------------------------------------------------------------------
