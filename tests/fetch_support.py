@@ -3,6 +3,7 @@ GnuPG key, and a tiny signed Debian archive (fixtures live in conftest.py)."""
 
 from __future__ import annotations
 
+import gzip
 import hashlib
 import io
 import lzma
@@ -263,12 +264,14 @@ class FakeArchive:
 
 def build_archive(root: Path, signer: Signer, *, suite="bookworm", arch="amd64", number="12",
                   kernel: bytes | None = None, packaged_kernel: bytes | None = None,
-                  tamper_release=None, sums_override: bytes | None = None) -> FakeArchive:
+                  tamper_release=None, sums_override: bytes | None = None,
+                  index: str = "xz") -> FakeArchive:
     """dists/<suite>/{InRelease,Release}, the installer images tree, Packages.xz and the netboot .deb.
 
     ``packaged_kernel`` puts different bytes in the .deb than SHA256SUMS lists;
     ``tamper_release(text) -> text`` edits the InRelease after signing;
-    ``sums_override`` serves a SHA256SUMS other than the one the Release lists.
+    ``sums_override`` serves a SHA256SUMS other than the one the Release lists;
+    ``index`` is the Packages compression ("xz" or "gz").
     """
     kernel = kernel or (b"fake kernel " + arch.encode() + b" " + os.urandom(3000))
     initrd = b"\x1f\x8b" + os.urandom(5000)
@@ -299,9 +302,13 @@ def build_archive(root: Path, signer: Signer, *, suite="bookworm", arch="amd64",
     other = "Package: hello\nVersion: 1\nArchitecture: amd64\nFilename: pool/main/h/hello.deb\n"
     bin_dir = root / "dists" / suite / "main" / f"binary-{arch}"
     bin_dir.mkdir(parents=True)
-    (bin_dir / "Packages.xz").write_bytes(lzma.compress((other + "\n" + stanza).encode()))
+    packages = (other + "\n" + stanza).encode()
+    if index == "xz":
+        (bin_dir / "Packages.xz").write_bytes(lzma.compress(packages))
+    else:
+        (bin_dir / "Packages.gz").write_bytes(gzip.compress(packages))
 
-    listed = [images / "SHA256SUMS", bin_dir / "Packages.xz"]
+    listed = [images / "SHA256SUMS", bin_dir / f"Packages.{index}"]
     dist = root / "dists" / suite
     lines = "".join(f" {hashlib.sha256(p.read_bytes()).hexdigest()} {p.stat().st_size:>8} "
                     f"{p.relative_to(dist).as_posix()}\n" for p in listed)

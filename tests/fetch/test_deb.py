@@ -7,7 +7,7 @@ import subprocess
 
 import pytest
 
-from builder.errors import ChecksumError, FetchError
+from builder.errors import ChecksumError, FetchError, MissingEnvironment
 from builder.fetch.deb import ar_members, extract_verified
 
 from fetch_support import assert_store_sane, make_deb, stored
@@ -53,3 +53,32 @@ def test_missing_member_and_not_a_deb(tmp_path, store):
     bad.write_bytes(b"PK\x03\x04 zip, not ar")
     with pytest.raises(FetchError):
         ar_members(bad)
+
+
+def test_zstd_data_member(tmp_path, store):
+    """data.tar.zst needs the 'zstandard' module: extracted with it, a clear error without it."""
+    import io
+    import tarfile
+
+    buf = io.BytesIO()
+    with tarfile.open(fileobj=buf, mode="w") as t:
+        info = tarfile.TarInfo("./f")
+        info.size = 3
+        t.addfile(info, io.BytesIO(b"abc"))
+    zst = subprocess.run(["zstd", "-q", "-c"], input=buf.getvalue(), capture_output=True,
+                         check=True).stdout
+    deb = tmp_path / "z.deb"
+    out = bytearray(b"!<arch>\n")
+    for name, data in [("debian-binary", b"2.0\n"), ("data.tar.zst", zst)]:
+        out += f"{name + '/':<16}{0:<12}{0:<6}{0:<6}{'100644':<8}{len(data):<10}`\n".encode() + data
+        out += b"\n" if len(data) % 2 else b""
+    deb.write_bytes(bytes(out))
+    try:
+        import zstandard  # noqa: F401
+    except ImportError:
+        with pytest.raises(MissingEnvironment) as ei:
+            extract_verified(deb, {"f": sha(b"abc")}, store, what="pkg")
+        assert "zstandard" in ei.value.message and "python3-zstandard" in ei.value.hint
+    else:
+        got = extract_verified(deb, {"f": sha(b"abc")}, store, what="pkg")
+        assert got["f"].read_bytes() == b"abc"

@@ -43,8 +43,8 @@ def test_netboot_from_package_when_images_are_404(serve_archive, signer, store, 
     assert again["kernel"].verified_by == got["kernel"].verified_by
 
 
-def test_i386_archive(serve_archive, signer, store, fast):
-    mirror, arc = serve_archive(images=False, arch="i386")
+def test_i386_archive_with_gzip_index(serve_archive, signer, store, fast):
+    mirror, arc = serve_archive(images=False, arch="i386", index="gz")
     got = roles(fetch_installer(store, mirror=mirror, release="12", arch="i386",
                                 keyrings=[signer.keyring], options=fast))
     assert got["kernel"].path.read_bytes() == arc.kernel
