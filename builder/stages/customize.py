@@ -24,7 +24,7 @@ APPLIANCE_MEMSIZE = 1024
 
 def _env(ctx: StageContext):
     # The CLI may hand a fixed environment in (tests, --env files); else the process's own.
-    return ctx.options.get("env") or os.environ
+    return ctx.options["env"] if ctx.options.get("env") is not None else os.environ
 
 
 def run(ctx: StageContext, inputs: dict[str, Artifact],
