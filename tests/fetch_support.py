@@ -18,7 +18,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 from builder.cache.store import Store
-from builder.fetch.http import FetchOptions
 
 # -- the HTTP server -----------------------------------------------------------------------------
 

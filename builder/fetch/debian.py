@@ -10,7 +10,7 @@ from email.utils import parsedate_to_datetime
 from pathlib import Path
 
 from builder.cache.store import Store
-from builder.errors import FetchError, SignatureError, UsageError
+from builder.errors import SignatureError, UsageError
 from builder.fetch.http import FetchOptions, fetch_unpinned, fetch_url
 from builder.fetch.signature import debian_keyrings, verify_clearsigned
 
@@ -139,7 +139,3 @@ def parse_sha256sums(text: str) -> dict[str, str]:
             name = parts[1].strip().lstrip("*")
             out[name[2:] if name.startswith("./") else name] = parts[0].lower()
     return out
-
-
-class ArchiveError(FetchError):
-    """Something the archive should hold is not there."""
