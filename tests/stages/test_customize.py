@@ -229,3 +229,58 @@ def test_every_feature_in_one_launch_read_back_independently(full_recipe, tmp_pa
         assert not g.exists("/var/tmp/firstboot-ran") and not g.exists(cz.FIRSTBOOT_DONE)
 
     assert customize_support.sha256_file(base_image) == base_sum       # the base is untouched
+
+
+@pytest.mark.network
+def test_engine_reruns_customize_when_the_password_changes_without_revealing_it(tmp_path, base_image,
+                                                                              monkeypatch):
+    """Through the real engine: same secret -> cache hit (no launch); changed secret -> only
+    customize re-runs; the cache (keys, metadata, image layers) never holds the password."""
+    from builder.engine import Engine
+    from builder.stage import Output, StageDef
+
+    def disk(ctx, inputs):   # stands in for the disk stage: a layer over the test rootfs
+        subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b",
+                        str(base_image.resolve()), str(ctx.workdir / "image.qcow2")], check=True)
+        return Output(files={"image": "image.qcow2"})
+
+    opener = counting(guestfs_session.session)
+
+    def customize_run(ctx, inputs):
+        return stage.run(ctx, inputs, open_session=opener)
+
+    stages = [StageDef("disk", 1, (), disk),
+              StageDef("customize", stage.STAGE.version, stage.STAGE.reads, customize_run,
+                       stage.STAGE.tools, stage.STAGE.pins)]
+    rdir = tmp_path / "recipes"
+    rdir.mkdir()
+    (rdir / "pw.toml").write_text(textwrap.dedent("""\
+        arch = "amd64"
+        [os]
+        family = "debian"
+        release = "12"
+        [build]
+        method = "bootstrap"
+        [customize]
+        hostname = "keyed"
+        root_password = { env = "IRONFORGE_TEST_ENGINE_PW" }
+    """))
+    recipe = recipemod.load(rdir / "pw.toml")
+    engine = Engine(Store(tmp_path / "cache"), accelmod.choose())
+    first_pw, second_pw = "first-engine-pass-4d2e", "second-engine-pass-81fa"
+
+    monkeypatch.setenv("IRONFORGE_TEST_ENGINE_PW", first_pw)
+    r1 = engine.run(recipe, stages)
+    r2 = engine.run(recipe, stages)
+    monkeypatch.setenv("IRONFORGE_TEST_ENGINE_PW", second_pw)
+    r3 = engine.run(recipe, stages)
+
+    assert [s.hit for s in r1.steps] == [False, False]
+    assert [s.hit for s in r2.steps] == [True, True]
+    assert [s.hit for s in r3.steps] == [True, False] and "customize changed" in r3.steps[1].reason
+    assert r1.steps[1].key != r3.steps[1].key
+    assert len(opener.calls) == 2                      # one launch per customize run, none on a hit
+    for f in (tmp_path / "cache").rglob("*"):
+        if f.is_file():
+            data = f.read_bytes()
+            assert first_pw.encode() not in data and second_pw.encode() not in data, f
