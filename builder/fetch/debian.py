@@ -116,7 +116,7 @@ def inrelease(mirror: str, suite: str, store: Store, *, offline: bool = False,
         raise SignatureError(f"{url}: signed Release lists no SHA256 checksums",
                              hint="the mirror serves a Release without SHA256; use another mirror")
     sha = hashlib.sha256(path.read_bytes()).hexdigest()
-    log.info("verified %s (%d files listed)", url, len(files))
+    log.debug("verified %s (%d files listed)", url, len(files))
     return VerifiedRelease(mirror=mirror, suite=suite, inrelease_sha256=sha, inrelease_path=path,
                            fields=fields, files=files)
 

@@ -453,7 +453,9 @@ class _Downloader:
         if self.want512:
             atomic_write_text(_sha512_index(self.store, self.want512),
                               json.dumps({"sha256": got256, "size": size}))
-        log.info("fetched %s (%d bytes, sha256 %s)", self.url, size, got256)
+        # index files (InRelease, SHA256SUMS) are fetched on every plan: say so only with -v
+        log.log(logging.INFO if size >= (1 << 20) else logging.DEBUG,
+                "fetched %s (%d bytes, sha256 %s)", self.url, size, got256)
         return final
 
 
