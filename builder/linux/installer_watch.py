@@ -438,8 +438,7 @@ def follow(machine, console_log: Path, syslog_log: Path, *, timeout: float, stal
         if now - w.last_progress >= stall:
             raise _error(w, f"installer made no progress for {int(stall)} s (installer.stall)"
                             + (f"; last step: {w.syslog.steps[-1].name}" if w.syslog.steps else ""),
-                         "raise installer.stall if the machine is just slow; the serial logs are "
-                         "saved next to the stage's work directory")
+                         "raise installer.stall if the machine is just slow")
         if now - start >= timeout:
             raise _error(w, f"installer did not finish within {int(timeout)} s (installer.timeout)"
                             + (f"; last step: {w.syslog.steps[-1].name}" if w.syslog.steps else ""),

@@ -94,6 +94,26 @@ def _blank_disk(path: Path, size: int) -> None:
         raise BuildError(f"qemu-img create {path.name}: {res.stderr.strip()}")
 
 
+def _keep_evidence(ctx: StageContext, machine, err: InstallerError, logs: tuple[Path, ...]) -> None:
+    """The engine deletes a failed stage's work directory: copy the serial logs and a screenshot to
+    ``<cache>/install-failures/<recipe>/<time>/`` (or ``ctx.options["install_evidence_dir"]``)."""
+    base = ctx.options.get("install_evidence_dir") if ctx.options else None
+    stamp = time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
+    dest = Path(base) if base else ctx.store.root / "install-failures" / ctx.recipe.name / stamp
+    try:
+        dest.mkdir(parents=True, exist_ok=True)
+        for src in logs:
+            if src.exists():
+                shutil.copy2(src, dest / src.name)
+        if machine.running():
+            machine.screendump(dest / "screen.png")
+    except Exception as exc:  # noqa: BLE001 - evidence is best effort; the installer's verdict stands
+        ctx.log.warning("installer: could not save all evidence to %s: %s", dest, exc)
+    err.evidence = dest
+    hint = f"serial logs{' and screenshot' if (dest / 'screen.png').exists() else ''} kept in {dest}"
+    err.hint = f"{err.hint}; {hint}" if err.hint else hint
+
+
 def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     from builder.runner.machine import Disk, MachineSpec, QemuMachine
 
@@ -127,8 +147,12 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
                            no_reboot=True, name="ironforge-install")
         with QemuMachine(spec) as machine:
             machine.start()
-            outcome = installer_watch.follow(machine, console_log, syslog_log, timeout=timeout,
-                                             stall=stall, logger=ctx.log)
+            try:
+                outcome = installer_watch.follow(machine, console_log, syslog_log, timeout=timeout,
+                                                 stall=stall, logger=ctx.log)
+            except InstallerError as err:
+                _keep_evidence(ctx, machine, err, (console_log, syslog_log))
+                raise
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     ctx.log.info("installer: finished in %.0f s (%d steps)", outcome.seconds, len(outcome.steps))

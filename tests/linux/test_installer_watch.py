@@ -104,6 +104,22 @@ def test_progress_titles_are_not_questions():
     assert w.waiting is None and w.stopped() is None
 
 
+def test_screen_clock_redraws_are_not_progress():
+    # GNU screen redraws its status line (with a clock) every minute even when nothing happens
+    clock = [0.0]
+    w = iw.Watch(clock=lambda: clock[0])
+    w.feed(console="\x1b[24;1H\x1b[32m[ \x1b[31m(\x1b[37m1*installer\x1b[31m)\x1b[37m  2 shell  "
+                   "3 shell  4- log \x1b[32m][\x1b[34m Nov 24 \x1b[37m19:01 \x1b[32m]\r\n")
+    first = w.last_progress
+    clock[0] = 60.0
+    w.feed(console="\x1b[24;1H\x1b[32m[ \x1b[31m(\x1b[37m1*installer\x1b[31m)\x1b[37m  2 shell  "
+                   "3 shell  4- log \x1b[32m][\x1b[34m Nov 24 \x1b[37m19:02 \x1b[32m]\r\n")
+    assert w.last_progress == first
+    clock[0] = 61.0
+    w.feed(syslog="Nov 24 19:02:01 netcfg[1]: something happened\n")
+    assert w.last_progress == 61.0
+
+
 def test_redaction_of_password_answers():
     assert "$6$" not in iw._redact("Nov 24 preseed: d-i passwd/root-password-crypted password $6$abc$def")
 

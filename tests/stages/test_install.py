@@ -84,6 +84,7 @@ def test_real_installer_runs_unattended_until_it_finishes_or_misses_components(t
     # The slowest step here is the installer's own start (~60-120 s under TCG on a busy host);
     # a stall of 10 min still catches a hang long before installer.timeout.
     ctx.options["installer_stall"] = 600
+    ctx.options["install_evidence_dir"] = str(tmp_path / "evidence")
 
     try:
         out = install.run(ctx, {"fetch": fetched, "previous": fetched})
@@ -110,6 +111,12 @@ def test_real_installer_runs_unattended_until_it_finishes_or_misses_components(t
         assert "\n" not in cause
         # the message quotes the installer's own evidence
         assert "ERROR 404: Not Found" in outcome.message
+        # the work directory goes away with the failure; the evidence is kept
+        assert outcome.evidence == tmp_path / "evidence"
+        assert "ERROR 404" in (outcome.evidence / install.SYSLOG_LOG).read_text(errors="replace")
+        assert (outcome.evidence / install.CONSOLE_LOG).stat().st_size > 0
+        assert (outcome.evidence / "screen.png").read_bytes()[:4] == b"\x89PNG"
+        assert str(outcome.evidence) in outcome.hint
     else:
         assert out.files["image"] == install.IMAGE
         assert "finish-install" in steps
