@@ -127,7 +127,14 @@ def is_hashed(value: str) -> bool:
 def crypt_form(secret: Secret) -> Secret:
     """The shadow-file form of a password secret: hashed now, or as given when already a hash."""
     value = secret.reveal()
-    return Secret(value if is_hashed(value) else hash_password(value), f"hash of {secret.source}")
+    if not is_hashed(value):
+        return Secret(hash_password(value), f"hash of {secret.source}")
+    # A ready-made hash goes into /etc/shadow verbatim: it must not break the file's format.
+    if any(c in value for c in ":\n\r\t "):
+        raise UsageError(f"the secret from {secret.source} looks like a crypt hash but contains a "
+                         "colon or whitespace, which /etc/shadow cannot hold",
+                         hint="give the hash exactly as `openssl passwd -6` prints it, or the plain password")
+    return Secret(value, f"{secret.source} (already hashed)")
 
 
 # --- sha512-crypt (Ulrich Drepper's "Unix crypt using SHA-256 and SHA-512", $6$) -------------

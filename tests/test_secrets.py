@@ -104,6 +104,9 @@ def test_already_hashed_values_pass_through():
     assert secrets.crypt_form(Secret(h, "env X")).reveal() == h
     yescrypt = "$y$j9T$abcdefghijklmnopqrstuv$ABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789abcdefg"
     assert secrets.crypt_form(Secret(yescrypt, "env X")).reveal() == yescrypt
+    with pytest.raises(UsageError, match="colon or whitespace") as exc:
+        secrets.crypt_form(Secret(h + ":0:99999", "env X"))
+    assert h not in exc.value.message
     hashed = secrets.crypt_form(Secret("plain", "env X")).reveal()
     assert hashed.startswith("$6$") and secrets.verify_password("plain", hashed)
 

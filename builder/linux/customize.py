@@ -13,13 +13,14 @@ never appear on a command line.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import posixpath
 import shlex
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Iterator, Mapping
 
 from builder import secrets
 from builder.errors import BuildError, GuestfsError, RecipeError, RecipeProblem
@@ -225,7 +226,7 @@ def accounts(g) -> dict[str, Account]:
     out = {}
     for line in g.cat("/etc/passwd").splitlines():
         f = line.split(":")
-        if len(f) >= 7:
+        if len(f) >= 7 and f[2].isdigit() and f[3].isdigit():   # skips NIS "+" lines
             out[f[0]] = Account(f[0], int(f[2]), int(f[3]), f[5], f[6])
     return out
 
@@ -234,7 +235,7 @@ def groups(g) -> dict[str, int]:
     out = {}
     for line in g.cat("/etc/group").splitlines():
         f = line.split(":")
-        if len(f) >= 3:
+        if len(f) >= 3 and f[2].isdigit():
             out[f[0]] = int(f[2])
     return out
 
@@ -277,28 +278,41 @@ def preflight(g, spec: CustomizeSpec) -> None:
                          hint='add "locales" to customize.packages, or use locale = "C.UTF-8"')
 
 
+POLICY_RC_D = "/usr/sbin/policy-rc.d"
+
+
+@contextlib.contextmanager
+def no_service_starts(g) -> Iterator[None]:
+    """policy-rc.d 'exit 101' while packages and commands run: no daemon may start inside the
+    build appliance. Removed afterwards only if we added it."""
+    added = not g.exists(POLICY_RC_D)
+    if added:
+        g.write(POLICY_RC_D, "#!/bin/sh\n# ironforge: no service starts at build time\nexit 101\n")
+        g.chmod(0o755, POLICY_RC_D)
+    try:
+        yield
+    finally:
+        if added:
+            g.rm_f(POLICY_RC_D)
+
+
+def clean_apt(g) -> None:
+    """Package lists and downloaded .debs are large and go stale: images ship without them."""
+    log.info("customize: cleaning apt lists and archives")
+    run_in_guest(g, "apt-get clean; rm -rf /var/lib/apt/lists/*")
+
+
 def install_packages(g, packages: tuple[str, ...]) -> None:
     if not packages:
         return
     log.info("customize: installing packages: %s", " ".join(packages))
-    # No daemons may start inside the build appliance; remove our policy only if we added it.
-    added_policy = not g.exists("/usr/sbin/policy-rc.d")
-    if added_policy:
-        g.write("/usr/sbin/policy-rc.d", "#!/bin/sh\n# ironforge: no service starts at build time\nexit 101\n")
-        g.chmod(0o755, "/usr/sbin/policy-rc.d")
-    try:
-        check_in_guest(g, "apt-get -q update", "apt-get update",
-                       hint="the libguestfs appliance reaches the mirror through user networking; "
-                            "check the host's network and the image's /etc/apt/sources.list")
-        check_in_guest(g, "apt-get -q -y -o Dpkg::Options::=--force-confdef "
-                          "-o Dpkg::Options::=--force-confold --no-install-recommends install "
-                       + " ".join(shlex.quote(p) for p in packages),
-                       f"apt-get install {' '.join(packages)}")
-    finally:
-        # Lists and .debs are large and go stale: the image is published without them.
-        run_in_guest(g, "apt-get clean; rm -rf /var/lib/apt/lists/*")
-        if added_policy:
-            g.rm_f("/usr/sbin/policy-rc.d")
+    check_in_guest(g, "apt-get -q -o Acquire::Languages=none update", "apt-get update",
+                   hint="the libguestfs appliance reaches the mirror through user networking; "
+                        "check the host's network and the image's /etc/apt/sources.list")
+    check_in_guest(g, "apt-get -q -y -o Dpkg::Options::=--force-confdef "
+                      "-o Dpkg::Options::=--force-confold --no-install-recommends install "
+                   + " ".join(shlex.quote(p) for p in packages),
+                   f"apt-get install {' '.join(packages)}")
 
 
 def set_hostname(g, hostname: str) -> None:
@@ -488,15 +502,18 @@ def install_firstboot(g, commands: tuple[str, ...]) -> None:
 def apply(g, spec: CustomizeSpec) -> dict[str, Any]:
     """Every customization, in order, on a guest already mounted at /. Returns ``spec.summary()``."""
     preflight(g, spec)
-    install_packages(g, spec.packages)
-    set_hostname(g, spec.hostname)
-    set_timezone(g, spec.timezone)
-    set_locale(g, spec.locale)
-    set_root_password(g, spec.root_password)
-    for user in spec.users:
-        add_user(g, user)
-    for f in spec.files:
-        write_file(g, f)
-    run_commands(g, spec.commands)
+    with no_service_starts(g):
+        install_packages(g, spec.packages)
+        set_hostname(g, spec.hostname)
+        set_timezone(g, spec.timezone)
+        set_locale(g, spec.locale)
+        set_root_password(g, spec.root_password)
+        for user in spec.users:
+            add_user(g, user)
+        for f in spec.files:
+            write_file(g, f)
+        run_commands(g, spec.commands)
+        if spec.packages or spec.commands:   # commands may have run apt too
+            clean_apt(g)
     install_firstboot(g, spec.firstboot)
     return spec.summary()

@@ -45,7 +45,7 @@ root_password = {{ env = "IRONFORGE_TEST_ROOT_PW" }}
 packages = ["hello"]
 commands = [
   "hostname_now=$(cat /etc/hostname); echo \\"$hostname_now $(id -un)\\" > /var/tmp/command-ran",
-  "cp /opt/app/config.ini /var/tmp/config-copy",
+  "cp /opt/app/config.ini /var/tmp/config-copy && test -x /usr/sbin/policy-rc.d",
 ]
 firstboot = ["echo first boot > /var/tmp/firstboot-ran", "systemctl is-system-running || true"]
 
