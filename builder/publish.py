@@ -75,6 +75,7 @@ def publish(result: RunResult, output_root: Path, accel: Accel, verification: di
     output_root.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=output_root))
     try:
+        tmp.chmod(0o755)  # mkdtemp makes it private; published images are for everyone on the host
         export = result.artifacts["export"]
         for fmt in export.data.get("published_formats", ["qcow2"]):
             _place(export.path(fmt), tmp / f"{name}.{EXTENSIONS[fmt]}")

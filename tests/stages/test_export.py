@@ -69,6 +69,7 @@ def test_publish_is_atomic_and_complete(built, tmp_path):
     eng, result = built
     out = publish(result, tmp_path / "output", eng.accel, None)
     assert out == tmp_path / "output" / "tiny"
+    assert out.stat().st_mode & 0o777 == 0o755
     names = sorted(p.name for p in out.iterdir())
     assert names == ["manifest.json", "packages.txt", "tiny.qcow2", "tiny.raw", "tiny.vmdk"]
     m = json.loads((out / "manifest.json").read_text())
