@@ -1,5 +1,7 @@
 """builder/linux/installer_watch.py on serial output recorded from real bookworm installer runs here.
 
+console-/syslog-unanswered-mirror.log: the same, with mirror/http/hostname preseeded empty.
+
 tests/linux/data/console-download-404.log: ttyS0 (newt UI in GNU screen) of a preseeded netboot
 run against deb.debian.org, which serves no .udeb components, trimmed to start at the first
 dialog (whitespace-only screen-clear lines dropped); syslog-download-404.log: its ttyS1 syslog
@@ -85,16 +87,21 @@ def test_watch_verdict_names_dialog_component_mirror_and_status():
     assert "\n" not in v.cause
 
 
-def test_a_question_without_a_known_cause_is_named_by_its_title():
-    # Synthetic: the same screen with a different title and no syslog (what an unanswered
-    # question looks like: a [!!] dialog and silence).
-    console = read("console-download-404.log").replace("[!!] Download installer components",
-                                                      "[!!] Choose a mirror of the Debian archive")
+def test_an_unanswered_question_is_named_by_its_title():
+    # Recorded with a preseed whose mirror/http/hostname was empty: choose-mirror stops at a
+    # critical dialog and the installer goes silent.
     w = iw.Watch(clock=lambda: 0.0)
-    w.feed(console=console)
+    events = w.feed(console=read("console-unanswered-mirror.log"),
+                    syslog=read("syslog-unanswered-mirror.log"))
+    assert events[-1] == "step: Choose a mirror of the Debian archive"
+    assert "dialog: [!!] Choose a mirror of the Debian archive" in events
     v = w.stopped()
+    assert v.title == "[!!] Choose a mirror of the Debian archive" and not v.failures
     assert v.cause.startswith("installer is waiting at a question the preseed did not answer: "
                               "'[!!] Choose a mirror of the Debian archive'")
+    assert "Bad archive mirror" in v.cause
+    assert "\n" not in v.cause
+    assert w.screen()[-1] == "<Go Back> <Continue>"
 
 
 def test_progress_titles_are_not_questions():
@@ -234,3 +241,18 @@ def test_follow_machine_gone_early_is_an_error(logs, monkeypatch):
         iw.follow(_Machine(clock, runs_for=3, code=1, reason="guest-reset"), con, sys_, timeout=100,
                   stall=30, clock=clock)
     assert "stopped (exit code 1, guest-reset) before the installer finished" in e.value.cause
+
+
+def test_follow_stops_at_an_unanswered_question_after_settling(logs, monkeypatch):
+    monkeypatch.setattr(iw.time, "sleep", lambda s: None)
+    con, sys_ = logs
+    clock = _Clock()
+    m = _Machine(clock, writes=[(2, sys_, read("syslog-unanswered-mirror.log")),
+                                (3, con, read("console-unanswered-mirror.log"))])
+    with pytest.raises(InstallerError) as e:
+        iw.follow(m, con, sys_, timeout=5400, stall=900, settle=8, clock=clock)
+    # waits a few seconds for the syslog to name a cause, never for the stall timeout
+    assert 8 <= clock.t < 20
+    assert "'[!!] Choose a mirror of the Debian archive'" in e.value.cause
+    assert "installer.extra_preseed" in e.value.hint
+    assert "Bad archive mirror" in e.value.message
