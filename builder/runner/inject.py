@@ -57,8 +57,10 @@ def inject_probe(overlay: Path, accel: Accel, *, settle_seconds: int = 120,
             raise VerifyError(f"{what}: verifying {os_type} guests is not implemented yet",
                               hint="only Linux guests with systemd can be verified today")
         mountpoints = g.inspect_get_mountpoints(root)
-        # shortest first so /boot mounts over /, /boot/efi over /boot
-        for mp in sorted(mountpoints, key=len):
+        # the root inspection found goes on / whatever fstab says; then the rest, shortest first so
+        # /boot mounts over /, /boot/efi over /boot
+        g.mount(root, "/")
+        for mp in sorted((m for m in mountpoints if m != "/"), key=len):
             try:
                 g.mount(mountpoints[mp], mp)
             except Exception as exc:  # noqa: BLE001 - a swap or odd fstab entry must not stop us

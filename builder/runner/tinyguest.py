@@ -33,10 +33,12 @@ mount -t proc proc /proc
 mount -t sysfs sys /sys
 mount -t devtmpfs dev /dev
 for m in $(cat /modules.order); do insmod /lib/modules/$m 2>/dev/null; done
-echo "tiny initramfs: modules loaded, mounting /dev/vda"
+root=/dev/vda
+for w in $(cat /proc/cmdline); do case $w in tinyroot=*) root=${w#tinyroot=};; esac; done
+echo "tiny initramfs: modules loaded, mounting $root"
 i=0
-while [ ! -b /dev/vda ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
-mount -t ext4 /dev/vda /newroot || { echo "tiny initramfs: no root disk"; exit 1; }
+while [ ! -b $root ] && [ $i -lt 50 ]; do sleep 0.1; i=$((i+1)); done
+mount -t ext4 $root /newroot || { echo "tiny initramfs: no root disk"; exit 1; }
 umount /proc /sys
 mount --move /dev /newroot/dev
 exec switch_root /newroot /sbin/init
@@ -45,8 +47,17 @@ exec switch_root /newroot /sbin/init
 _DISK_INIT = """#!/bin/busybox sh
 mount -t proc proc /proc
 mount -t sysfs sys /sys
-echo "tiny guest: root is on $(awk '$2 == "/" {print $1}' /proc/mounts), running the ironforge probe"
-exec /usr/local/sbin/ironforge-probe
+echo "tiny guest: root is on $(awk '$2 == "/" {print $1}' /proc/mounts)"
+# Stand in for systemd when a probe unit was injected: run what the unit says, so verification's
+# injection is exercised end to end; otherwise run the probe built into this disk.
+unit=/etc/systemd/system/multi-user.target.wants/ironforge-probe.service
+if [ -e "$unit" ]; then
+    cmd=$(sed -n 's/^ExecStart=//p' "$unit")
+    echo "tiny guest: running the injected probe unit: $cmd"
+    exec $cmd
+fi
+echo "tiny guest: running the built-in probe"
+exec /sbin/tiny-probe
 """
 
 
@@ -55,8 +66,9 @@ class TinyGuest:
     arch: str
     kernel: Path
     initrd: Path
-    disk: Path          # qcow2, ext4 root with busybox and the probe
+    disk: Path          # qcow2, ext4 root with busybox and the probe (whole disk, no partitions)
     append: str
+    bootable_disk: Path | None = None   # qcow2: MBR + SYSLINUX /boot (FAT) + the same root, boots alone
 
     def broken_append(self) -> str:
         """A command line that panics: no rdinit, no root device."""
@@ -142,8 +154,13 @@ def _busybox() -> Path:
     return path
 
 
-def build(dest: Path, disk_size_mb: int = 32) -> TinyGuest:
-    """Make kernel + initramfs + qcow2 root disk under ``dest`` (an existing directory)."""
+def build(dest: Path, disk_size_mb: int = 32, *, pretend_systemd: bool = False,
+          bootable_disk: bool = False) -> TinyGuest:
+    """Make kernel + initramfs + qcow2 root disk under ``dest`` (an existing directory).
+
+    ``pretend_systemd`` adds a stub /lib/systemd/systemd so verification's probe injection accepts the
+    disk; the tiny init then runs whatever the injected unit's ExecStart names.
+    """
     release, kernel, moddir = host_kernel()
     busybox = _busybox()
     dest = Path(dest)
@@ -160,7 +177,7 @@ def build(dest: Path, disk_size_mb: int = 32) -> TinyGuest:
 
     with tempfile.TemporaryDirectory(dir=dest) as tmp:
         root = Path(tmp) / "root"
-        for d in ("bin", "sbin", "usr/bin", "usr/sbin", "usr/local/sbin", "proc", "sys", "dev", "tmp", "run", "etc"):
+        for d in ("bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "run", "etc"):
             (root / d).mkdir(parents=True, exist_ok=True)
         shutil.copy2(busybox, root / "bin/busybox")
         applets = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True,
@@ -174,14 +191,79 @@ def build(dest: Path, disk_size_mb: int = 32) -> TinyGuest:
             (root / "sbin/init").unlink()
         (root / "sbin/init").write_text(_DISK_INIT)
         (root / "sbin/init").chmod(0o755)
-        probe = root / guest_probe.SCRIPT_PATH.lstrip("/")
+        probe = root / "sbin/tiny-probe"
         probe.write_text(guest_probe.script(settle_seconds=10))
         probe.chmod(0o755)
+        # enough of a Debian system for libguestfs inspection (verification injects into real images)
+        (root / "etc/os-release").write_text('PRETTY_NAME="ironforge tiny guest"\nNAME="Debian GNU/Linux"\n'
+                                             'VERSION_ID="12"\nID=debian\n')
+        (root / "etc/debian_version").write_text("12.0\n")
+        (root / "etc/fstab").write_text("LABEL=tinyroot / ext4 defaults 0 1\n")
+        (root / "etc/hostname").write_text("tiny\n")
+        if pretend_systemd:
+            stub = root / "lib/systemd/systemd"
+            stub.parent.mkdir(parents=True, exist_ok=True)
+            stub.write_text("#!/bin/sh\necho 'tiny guest: not really systemd'\n")
+            stub.chmod(0o755)
         raw = Path(tmp) / "root.ext4"
         subprocess.run([require("mke2fs"), "-q", "-F", "-t", "ext4", "-L", "tinyroot", "-d", str(root),
                         str(raw), f"{disk_size_mb}M"], check=True, capture_output=True)
         disk = dest / "tiny-root.qcow2"
         subprocess.run([require("qemu-img"), "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(disk)],
                        check=True, capture_output=True)
+        bootable = _bootable_disk(Path(tmp), kernel, initrd, raw, dest / "tiny-boot.qcow2") if bootable_disk else None
     return TinyGuest(arch="x86_64", kernel=kcopy, initrd=initrd, disk=disk,
-                     append="console=ttyS0,115200 rdinit=/init panic=-1")
+                     append="console=ttyS0,115200 rdinit=/init panic=-1", bootable_disk=bootable)
+
+
+_SYSLINUX_CFG = """SERIAL 0 115200
+DEFAULT tiny
+PROMPT 0
+TIMEOUT 0
+LABEL tiny
+  KERNEL /vmlinuz
+  INITRD /initrd.gz
+  APPEND console=tty0 console=ttyS0,115200 rdinit=/init tinyroot=/dev/vda2 panic=-1
+"""
+
+MBR_BIN = Path("/usr/lib/syslinux/mbr/mbr.bin")
+
+
+def _bootable_disk(tmp: Path, bzimage: Path, initrd: Path, root_fs: Path, out: Path) -> Path:
+    """MBR disk: p1 FAT16 with SYSLINUX + kernel + initrd, p2 the ext4 root. No mounting: syslinux and
+    mtools write into the FAT image file, the partitions are copied in at their offsets."""
+    for tool, pkg in (("syslinux", "syslinux"), ("mcopy", "mtools"), ("mkfs.fat", "dosfstools"), ("sfdisk", "fdisk")):
+        if shutil.which(tool) is None:
+            raise MissingEnvironment(f"{tool} is needed for the bootable tiny disk", hint=f"apt-get install {pkg}")
+    if not MBR_BIN.exists():
+        raise MissingEnvironment(f"{MBR_BIN} missing", hint="apt-get install syslinux-common")
+    mib = 1 << 20
+    boot_mib = (bzimage.stat().st_size + initrd.stat().st_size) // mib + 8
+    root_bytes = root_fs.stat().st_size
+    fat = tmp / "boot.fat"
+    subprocess.run(["mkfs.fat", "-F", "16", "-n", "TINYBOOT", "-C", str(fat), str(boot_mib * 1024)],
+                   check=True, capture_output=True)
+    cfg = tmp / "syslinux.cfg"
+    cfg.write_text(_SYSLINUX_CFG)
+    env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
+    for src, name in ((bzimage, "vmlinuz"), (initrd, "initrd.gz"), (cfg, "syslinux.cfg")):
+        subprocess.run(["mcopy", "-i", str(fat), str(src), f"::/{name}"], check=True, capture_output=True, env=env)
+    subprocess.run(["syslinux", "--install", str(fat)], check=True, capture_output=True, env=env)
+    raw = tmp / "boot-disk.raw"
+    p1, p2 = mib, mib + boot_mib * mib
+    total = p2 + root_bytes + mib
+    with open(raw, "wb") as f:
+        f.truncate(total)
+    table = (f"label: dos\nstart={p1 // 512}, size={boot_mib * mib // 512}, type=6, bootable\n"
+             f"start={p2 // 512}, size={root_bytes // 512}, type=83\n")
+    subprocess.run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", str(raw)], input=table, text=True,
+                   check=True, capture_output=True)
+    with open(raw, "r+b") as f:
+        f.write(MBR_BIN.read_bytes()[:440])
+        for offset, part in ((p1, fat), (p2, root_fs)):
+            f.seek(offset)
+            with open(part, "rb") as src:
+                shutil.copyfileobj(src, f, 4 * mib)
+    subprocess.run([require("qemu-img"), "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(out)],
+                   check=True, capture_output=True)
+    return out

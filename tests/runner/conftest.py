@@ -17,3 +17,9 @@ def tiny(tmp_path_factory) -> tinyguest.TinyGuest:
 @pytest.fixture(scope="session")
 def accel() -> Accel:
     return choose()
+
+
+@pytest.fixture(scope="session")
+def tiny_systemd(tmp_path_factory) -> tinyguest.TinyGuest:
+    """The tiny guest with a stub /lib/systemd/systemd, so probe injection accepts it."""
+    return tinyguest.build(tmp_path_factory.mktemp("tiny-sd"), pretend_systemd=True)
