@@ -4,6 +4,9 @@ from __future__ import annotations
 
 import itertools
 import os
+import signal
+import sys
+import time
 import subprocess
 from pathlib import Path
 
@@ -168,3 +171,46 @@ def test_qemu_refusing_to_start_is_reported(tmp_path):
     with pytest.raises(BuildError, match="QEMU exited at start.*missing.qcow2"):
         with QemuMachine(spec) as m:
             m.start()
+
+
+def _child_machine(tmp_path: Path) -> subprocess.Popen:
+    code = ("import sys, time; from pathlib import Path; "
+            "from builder.runner.machine import MachineSpec, QemuMachine; from builder.host.accel import Accel\n"
+            "with QemuMachine(MachineSpec(arch='x86_64', accel=Accel('tcg', 't'), memory_mb=128, "
+            f"serial_log=Path({str(tmp_path / 's.log')!r}))) as m:\n"
+            "    m.start(); print(m.pid, flush=True); time.sleep(600)\n")
+    return subprocess.Popen([sys.executable, "-c", code], stdout=subprocess.PIPE, text=True,
+                            cwd=Path(__file__).resolve().parents[2])
+
+
+def _gone(pid: int, within: float = 10.0) -> bool:
+    deadline = time.monotonic() + within
+    while time.monotonic() < deadline:
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            return True
+        # a zombie still answers kill(0); its parent (init here) reaps it shortly
+        try:
+            if Path(f"/proc/{pid}/stat").read_text().split()[2] == "Z":
+                return True
+        except OSError:
+            return True
+        time.sleep(0.1)
+    return False
+
+
+@pytest.mark.boot
+@pytest.mark.parametrize("how", [signal.SIGINT, signal.SIGKILL])
+def test_qemu_never_outlives_its_parent(tmp_path, how):
+    """Ctrl-C unwinds through __exit__; SIGKILL of the parent is covered by PR_SET_PDEATHSIG."""
+    child = _child_machine(tmp_path)
+    try:
+        qemu_pid = int(child.stdout.readline())
+        os.kill(qemu_pid, 0)  # running
+        child.send_signal(how)
+        child.wait(30)
+        assert _gone(qemu_pid), f"QEMU {qemu_pid} survived {how.name} of its parent"
+    finally:
+        child.kill()
+        child.wait()
