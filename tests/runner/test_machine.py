@@ -214,3 +214,14 @@ def test_qemu_never_outlives_its_parent(tmp_path, how):
     finally:
         child.kill()
         child.wait()
+
+
+@pytest.mark.boot
+def test_i686_tcg_cpu_has_pae_and_nx_and_no_long_mode(tmp_path):
+    """Debian's 686-pae kernel needs PAE and NX; a 32-bit guest must not see long mode."""
+    spec = MachineSpec(arch="i686", accel=TCG, memory_mb=128, serial_log=tmp_path / "s.log")
+    with QemuMachine(spec) as m:
+        m.start()
+        props = m.qmp.execute("query-cpu-model-expansion",
+                              {"type": "full", "model": {"name": "max"}})["model"]["props"]
+    assert props["pae"] and props["nx"] and not props["lm"]
