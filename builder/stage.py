@@ -11,10 +11,13 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import TYPE_CHECKING, Any, Callable
 
 from builder.cache.store import Store
 from builder.host.accel import Accel
+
+if TYPE_CHECKING:  # the recipe module imports nothing from here; this only names the type
+    from builder.recipe import Recipe
 
 
 @dataclass(frozen=True)
@@ -48,7 +51,7 @@ class Output:
 class StageContext:
     """Everything a stage may use. No globals: this is passed in."""
 
-    recipe: "Recipe"  # noqa: F821  (builder.recipe.Recipe; avoid an import cycle)
+    recipe: "Recipe"
     accel: Accel
     store: Store
     workdir: Path                  # write outputs here; it becomes the artifact directory

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import fcntl
+import hashlib
 import json
 import os
 import shutil
@@ -26,6 +27,14 @@ def default_root(env: dict[str, str] | None = None) -> Path:
         return Path(env["IRONFORGE_CACHE"])
     base = env.get("XDG_CACHE_HOME") or os.path.join(os.path.expanduser("~"), ".cache")
     return Path(base) / "ironforge"
+
+
+def sha256_file(path: Path, chunk: int = 4 << 20) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
 
 
 def fsync_dir(path: Path) -> None:
@@ -87,6 +96,16 @@ class Store:
     # -- downloads ---------------------------------------------------------------------
     def download_path(self, sha256_hex: str) -> Path:
         return self.root / "downloads" / "sha256" / sha256_hex.lower()
+
+    def adopt_download(self, tmp: Path, sha256_hex: str) -> Path:
+        """Move a fully written, digest-checked file into ``downloads/sha256/<hex>``. Store files are
+        read-only: they are hard-linked into artifacts, so nobody may edit one in place."""
+        final = self.download_path(sha256_hex)
+        final.parent.mkdir(parents=True, exist_ok=True)
+        os.chmod(tmp, 0o444)
+        os.replace(tmp, final)
+        fsync_dir(final.parent)
+        return final
 
     def download_tmpdir(self) -> Path:
         d = self.root / "downloads" / "tmp"

@@ -14,7 +14,7 @@ import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.cache.store import Store, fsync_dir
+from builder.cache.store import Store
 from builder.errors import ChecksumError, FetchError, MissingEnvironment
 
 AR_MAGIC = b"!<arch>\n"
@@ -159,11 +159,7 @@ def _store_member(src, sha256: str, store: Store, *, what: str) -> Path:
             raise ChecksumError(what, "sha256", sha256, got,
                                 hint="the packaged file differs from the signed SHA256SUMS; the "
                                      "mirror is inconsistent or tampered with")
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(tmp, 0o444)   # shared by hard links: nobody may edit it in place
-        os.replace(tmp, final)
-        fsync_dir(final.parent)
-        return final
+        return store.adopt_download(tmp, sha256)
     finally:
         try:
             tmp.unlink()

@@ -33,7 +33,7 @@ from urllib.parse import urlsplit
 import requests
 import urllib3
 
-from builder.cache.store import Store, atomic_write_text, fsync_dir
+from builder.cache.store import Store, atomic_write_text
 from builder.errors import ChecksumError, FetchError, UsageError
 
 log = logging.getLogger("ironforge.fetch")
@@ -441,11 +441,7 @@ class _Downloader:
             self._discard()
             raise ChecksumError(self.url, "sha512", self.want512, got512,
                                 hint=_MISMATCH_HINT)
-        final = self.store.download_path(got256)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.part, 0o444)   # shared by hard links: nobody may edit it in place
-        os.replace(self.part, final)
-        fsync_dir(final.parent)
+        final = self.store.adopt_download(self.part, got256)
         try:
             self.side.unlink()
         except FileNotFoundError:

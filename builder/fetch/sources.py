@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Any
 
 from builder import arch as archmod
-from builder.cache.store import Store, fsync_dir
+from builder.cache.store import Store
 from builder.errors import ChecksumError, FetchError, UsageError
 from builder.fetch.http import FetchOptions, cached, check_digest, fetch_url
 from builder.fetch.installer import fetch_installer
@@ -61,14 +61,6 @@ def installer_params(recipe, src: dict) -> dict[str, str]:
             "image": di.get("image") or "netboot",
             "mirror": (di.get("mirror") or recipe.get("build.mirror", None) or DEFAULT_MIRROR)
             .rstrip("/")}
-
-
-def sha256_file(path: Path, chunk: int = 1 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while b := f.read(chunk):
-            h.update(b)
-    return h.hexdigest()
 
 
 def fetch_sources(store: Store, recipe, *, offline: bool = False, progress: bool = False,
@@ -145,12 +137,7 @@ def _copy_in(store: Store, name: str, path: Path, sha256: str) -> Path:
         if h.hexdigest() != sha256:
             raise ChecksumError(str(path), "sha256", sha256, h.hexdigest(),
                                 hint="the file changed while it was being read; try again")
-        final = store.download_path(sha256)
-        final.parent.mkdir(parents=True, exist_ok=True)
-        os.chmod(tmp, 0o444)   # shared by hard links: nobody may edit it in place
-        os.replace(tmp, final)
-        fsync_dir(final.parent)
-        return final
+        return store.adopt_download(tmp, sha256)
     finally:
         try:
             tmp.unlink()

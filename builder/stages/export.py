@@ -6,10 +6,8 @@ discard, so discarded clusters read as zeroes and ``qemu-img convert`` leaves th
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
-
 from builder import qemu_img
+from builder.cache.store import sha256_file
 from builder.stage import Artifact, Output, StageContext, StageDef
 
 # format -> (file name, qemu-img output format, -o options)
@@ -18,14 +16,6 @@ FORMATS = {
     "raw": ("image.raw", "raw", None),
     "vmdk": ("image.vmdk", "vmdk", "subformat=streamOptimized"),
 }
-
-
-def sha256_file(path: Path, chunk: int = 4 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 
 
 def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:

@@ -10,9 +10,10 @@ import os
 import shutil
 from typing import Any
 
+from builder.cache.store import sha256_file
 from builder.fetch.debian import inrelease, suite_for
 from builder.fetch.http import FetchOptions, check_digest
-from builder.fetch.sources import (fetch_sources, installer_params, local_path, sha256_file,
+from builder.fetch.sources import (fetch_sources, installer_params, local_path,
                                    source_kind)
 from builder.stage import Artifact, Output, StageContext, StageDef
 
