@@ -1,6 +1,6 @@
 """Debian images built once per test session through bootstrap -> disk -> drivers (real
-mmdebstrap against deb.debian.org, real libguestfs), in a persistent engine cache under
-$IRONFORGE_TEST_CACHE (default ~/.cache/ironforge-test): the engine's keys hold the recipe values
+mmdebstrap against deb.debian.org, real libguestfs), in the engine store all image-building
+tests share (tests/shared_cache.py, under $IRONFORGE_TEST_CACHE): the engine's keys hold the recipe values
 each stage reads, the tool versions and the archive's InRelease digest, so a changed recipe or
 archive rebuilds and anything else is a cache hit."""
 
@@ -8,10 +8,11 @@ from __future__ import annotations
 
 import copy
 import dataclasses
-import os
 import subprocess
 import tempfile
 from pathlib import Path
+
+from shared_cache import engine_cache
 
 from builder.cache.store import Store
 from builder.engine import Engine, RunResult
@@ -23,13 +24,10 @@ from builder.stages import bootstrap, disk, drivers
 STAGES = [bootstrap.STAGE, disk.STAGE, drivers.STAGE]
 
 
-def cache_root() -> Path:
-    base = os.environ.get("IRONFORGE_TEST_CACHE") or os.path.expanduser("~/.cache/ironforge-test")
-    return Path(base) / "linux-bootstrap"
-
-
 def engine() -> Engine:
-    return Engine(Store(cache_root()), choose())
+    # the engine store every image-building test shares (tests/shared_cache.py), so the e2e
+    # and customize tests reuse these bootstrap/disk artifacts as cache hits
+    return Engine(Store(engine_cache()), choose())
 
 
 def build(recipe: Recipe | str) -> RunResult:

@@ -6,7 +6,7 @@ import tarfile
 
 import pytest
 
-from bootstrap_images import STAGES, build, engine, variant
+from linux_bootstrap_support import STAGES, build, engine, variant
 
 from builder.cache.store import Store
 from builder.errors import BuildError

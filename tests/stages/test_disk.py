@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from bootstrap_images import build, inspect
+from linux_bootstrap_support import build, inspect
 
 from builder.stages import disk
 

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from bootstrap_images import build, host_lsinitramfs, variant
+from linux_bootstrap_support import build, host_lsinitramfs, variant
 
 from builder.errors import BuildError
 from builder.host.accel import choose
