@@ -464,8 +464,8 @@ def _finished(w: Watch, machine, code: int | None, seconds: float) -> Outcome:
 
 def _hint(v: Verdict) -> str:
     if v.failures:
-        return ("point build.mirror at a complete Debian mirror (one that serves the installer's "
-                ".udeb components under dists/<suite>/main/debian-installer)")
+        return ("point build.mirror at a complete Debian mirror: one that serves the installer's "
+                ".udeb component files from its pool, not only the ordinary .deb packages")
     if v.title and "waiting at a question" in v.cause:
         return "answer it with installer.extra_preseed (a 'd-i question type value' line)"
     return "see the installer syslog lines above"
