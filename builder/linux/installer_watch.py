@@ -340,7 +340,6 @@ class Watch:
         if self.waiting is None:
             return None
         title = self.waiting
-        name = title.split("]", 1)[-1].strip()
         fails = list(self.syslog.failures)
         if fails:
             f = fails[-1]
