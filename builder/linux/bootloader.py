@@ -54,13 +54,28 @@ def check_grub_cfg(text: str, root_uuid: str) -> list[str]:
     return problems
 
 
+def _with_retry(g, cmd: list[str], logger: logging.Logger, attempts: int = 3) -> str:
+    """grub-install inside the appliance failed once in ~6 runs on a loaded host ("embedding is
+    not possible ... cross-disk install": it mapped /dev/sda as a partition), and succeeded on
+    the same tarball the next time; so give it (and only it) another try or two."""
+    for i in range(1, attempts + 1):
+        try:
+            return g.command(cmd)
+        except BuildError as exc:
+            if cmd[0] != "grub-install" or i == attempts:
+                raise
+            logger.warning("%s failed (attempt %d of %d), retrying: %s", cmd[0], i, attempts,
+                           exc.message.splitlines()[-1])
+    raise AssertionError("unreachable")
+
+
 def install(g, firmware: str, root_uuid: str, disk: str = "/dev/sda",
             logger: logging.Logger | None = None) -> str:
     """Install GRUB in the mounted guest; returns grub.cfg after checking it."""
     logger = logger or log
     for cmd in install_commands(firmware, disk):
         logger.info("in guest: %s", " ".join(cmd))
-        out = g.command(cmd)
+        out = _with_retry(g, cmd, logger)
         for line in out.splitlines():
             logger.debug("  %s", line)
     cfg = g.cat("/boot/grub/grub.cfg")

@@ -13,6 +13,7 @@ the drivers stage checks the initramfs listing.
 
 from __future__ import annotations
 
+import os
 import shutil
 import tempfile
 import time
@@ -96,7 +97,9 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
         shutil.rmtree(ctx.workdir / tmp, ignore_errors=True)
 
     t0 = time.monotonic()
-    with session([Drive(image, "qcow2", readonly=False)], ctx.accel, what="disk: install GRUB") as g:
+    # two vCPUs: update-grub / update-initramfs under TCG use both host cores (multi-threaded TCG)
+    with session([Drive(image, "qcow2", readonly=False)], ctx.accel, what="disk: install GRUB",
+                 smp=min(2, os.cpu_count() or 1)) as g:
         guest = _guest_steps(g, lay, ids, firmware, ctx)
     timings["appliance_s"] = round(time.monotonic() - t0, 2)
 

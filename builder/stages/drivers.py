@@ -9,6 +9,7 @@ are found by libguestfs inspection, not from the disk stage's layout.
 from __future__ import annotations
 
 import logging
+import os
 import subprocess
 
 from builder.errors import BuildError
@@ -68,7 +69,9 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     image = ctx.workdir / IMAGE
     overlay(prev.image, image)
     modules = modules_for(ctx.recipe)
-    with session([Drive(image, "qcow2", readonly=False)], ctx.accel, what="drivers") as g:
+    # two vCPUs: update-grub / update-initramfs under TCG use both host cores (multi-threaded TCG)
+    with session([Drive(image, "qcow2", readonly=False)], ctx.accel, what="drivers",
+                 smp=min(2, os.cpu_count() or 1)) as g:
         _root, mountpoints = mount_guest(g)
         report = initramfs.ensure(g, modules, ctx.log)
         facts = guestfacts.collect(g, report["kernels"])

@@ -24,3 +24,36 @@ def test_defaults_carry_the_serial_console_and_no_os_prober():
     d = bootloader.GRUB_DEFAULTS
     assert "console=ttyS0,115200" in d["GRUB_CMDLINE_LINUX"] and "console=tty0" in d["GRUB_CMDLINE_LINUX"]
     assert d["GRUB_TERMINAL"] == "console serial" and d["GRUB_DISABLE_OS_PROBER"] == "true"
+
+
+class _FlakyHandle:
+    """Stands in for a libguestfs handle: the grub-install flake cannot be produced on demand."""
+
+    def __init__(self, failures):
+        self.failures = failures
+        self.calls = []
+
+    def command(self, cmd):
+        from builder.errors import GuestfsError
+        self.calls.append(cmd[0])
+        if cmd[0] in self.failures and self.failures[cmd[0]] > 0:
+            self.failures[cmd[0]] -= 1
+            raise GuestfsError("libguestfs command: embedding is not possible")
+        return ""
+
+
+def test_grub_install_alone_is_retried():
+    import logging
+    import pytest
+    from builder.errors import GuestfsError
+    g = _FlakyHandle({"grub-install": 1})
+    bootloader._with_retry(g, ["grub-install", "/dev/sda"], logging.getLogger("t"))
+    assert g.calls == ["grub-install", "grub-install"]
+    g = _FlakyHandle({"grub-install": 5})
+    with pytest.raises(GuestfsError):
+        bootloader._with_retry(g, ["grub-install", "/dev/sda"], logging.getLogger("t"))
+    assert len(g.calls) == 3
+    g = _FlakyHandle({"update-grub": 1})
+    with pytest.raises(GuestfsError):
+        bootloader._with_retry(g, ["update-grub"], logging.getLogger("t"))
+    assert g.calls == ["update-grub"]

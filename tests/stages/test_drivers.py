@@ -38,6 +38,10 @@ def test_default_image_needs_no_rebuild_and_reports_guest_facts():
     assert res.artifacts["drivers"].image.stat().st_size < res.artifacts["disk"].image.stat().st_size
 
 
+# update-initramfs inside the TCG appliance runs thousands of short processes (module copying,
+# depmod, compression): 5-15 minutes on a shared 2-core host, hence slow (make test-slow).
+@pytest.mark.slow
+@pytest.mark.timeout(5400)
 def test_missing_module_is_added_rebuilt_and_proven(tmp_path):
     res = build(variant("debian-12-amd64", drivers__modules=BASE + [EXTRA]))
     assert [s.hit for s in res.steps][:2] == [True, True]     # only drivers re-ran
