@@ -35,7 +35,7 @@ def build(recipe: Recipe | str) -> RunResult:
     return engine().run(r, STAGES)
 
 
-def variant(name: str, **values) -> Recipe:
+def variant(name: str, new_name: str | None = None, **values) -> Recipe:
     """The shipped recipe ``name`` with dotted keys overridden (e.g. drivers__modules=[...])."""
     base = load(name)
     vals = copy.deepcopy(base.values)
@@ -45,7 +45,7 @@ def variant(name: str, **values) -> Recipe:
         for p in parents:
             node = node.setdefault(p, {})
         node[last] = v
-    return dataclasses.replace(base, values=vals)
+    return dataclasses.replace(base, values=vals, name=new_name or base.name)
 
 
 def host_lsinitramfs(data: bytes) -> list[str]:
@@ -77,6 +77,10 @@ def inspect(image: Path) -> dict:
         facts["root_fs_type"] = g.vfs_type(mps["/"])
         facts["partitions"] = g.list_partitions()
         facts["part_table"] = g.part_get_parttype("/dev/sda")
+        facts["efi_boot"] = (g.ls("/boot/efi/EFI/BOOT") if g.is_dir("/boot/efi/EFI/BOOT") else [])
+        facts["filesystems"] = g.list_filesystems()
+        facts["fs_uuids"] = {dev: g.vfs_uuid(dev) for dev, t in facts["filesystems"].items()
+                             if t in ("ext4", "vfat")}
         facts["bash_arch"] = g.file_architecture("/usr/bin/bash")
         facts["boot"] = sorted(g.ls("/boot"))
         facts["fstab"] = g.cat("/etc/fstab")

@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from linux_bootstrap_support import build, inspect
+from linux_bootstrap_support import build, inspect, variant
 
 from builder.stages import disk
 
@@ -100,3 +100,21 @@ def test_network_by_networkd_dhcp_with_resolved(image):
     _res, f = image
     assert f["networkd_enabled"] and "DHCP=yes" in f["network_unit"] and "en*" in f["network_unit"]
     assert f["resolv_conf"] == "../run/systemd/resolve/stub-resolv.conf"
+
+
+@pytest.fixture(scope="session")
+def uefi_gpt():
+    res = build(variant("debian-12-amd64", "debian-12-amd64-uefi", firmware="uefi",
+                        disk__partition_table="gpt"))
+    return res, inspect(res.artifacts["drivers"].image)
+
+
+def test_uefi_gpt_has_an_esp_by_uuid_and_a_removable_grub(uefi_gpt):
+    res, f = uefi_gpt
+    d = res.artifacts["disk"].data
+    assert f["part_table"] == "gpt" and d["firmware"] == "uefi"
+    assert f["filesystems"]["/dev/sda1"] == "vfat" and f["filesystems"]["/dev/sda2"] == "ext4"
+    assert f["fs_uuids"]["/dev/sda1"] == d["esp_uuid"] and f["fs_uuids"]["/dev/sda2"] == d["root_uuid"]
+    assert re.search(rf"^UUID={d['esp_uuid']}\s+/boot/efi\s+vfat\s", f["fstab"], re.M)
+    assert "BOOTX64.EFI" in f["efi_boot"]
+    assert all(f"root=UUID={d['root_uuid']}" in ln for ln in d["grub_linux"])
