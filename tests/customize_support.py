@@ -19,19 +19,13 @@ import tempfile
 from pathlib import Path
 
 from builder.cache.store import file_lock
+from shared_cache import cache_root
 
 SUITE = "bookworm"
 MIRROR = "http://deb.debian.org/debian"
 # systemd is included so /etc/systemd/system/multi-user.target.wants exists as on a real image.
 INCLUDE = ("passwd", "sudo", "locales", "systemd", "tzdata")
 FS_SIZE = "1536M"   # room for the extra package the tests install
-
-
-def cache_root(env: dict[str, str] | None = None) -> Path:
-    env = os.environ if env is None else env
-    if env.get("IRONFORGE_TEST_CACHE"):
-        return Path(env["IRONFORGE_TEST_CACHE"])
-    return Path(os.path.expanduser("~")) / ".cache" / "ironforge-test"
 
 
 def _recipe_key() -> str:
@@ -64,7 +58,6 @@ def base_image(root: Path | None = None) -> Path:
     return out
 
 
-
 def sha256_file(path: Path, chunk: int = 4 << 20) -> str:
     h = hashlib.sha256()
     with open(path, "rb") as f:
@@ -72,6 +65,3 @@ def sha256_file(path: Path, chunk: int = 4 << 20) -> str:
             h.update(block)
     return h.hexdigest()
 
-
-if __name__ == "__main__":
-    print(base_image())

@@ -34,7 +34,6 @@ BUILTIN_LOCALES = {"C", "POSIX", "C.UTF-8", "C.utf8"}
 FIRSTBOOT_UNIT = "ironforge-firstboot.service"
 FIRSTBOOT_SCRIPT = "/usr/local/lib/ironforge/firstboot.sh"
 FIRSTBOOT_DONE = "/var/lib/ironforge/firstboot.done"
-FIRSTBOOT_LOG = "/var/log/ironforge-firstboot.log"
 
 _OUTPUT_TAIL_LINES = 400
 _RC_MARK = "@@ironforge-rc="
@@ -453,14 +452,19 @@ def firstboot_script(commands: tuple[str, ...]) -> str:
              "# Written by ironforge: the recipe's customize.firstboot commands, run once at first boot",
              "# by ironforge-firstboot.service. A failing command stops here; the unit then shows as",
              "# failed and runs again at the next boot, since the done marker is written only at the end.",
-             "set -e",
-             f"exec >>{FIRSTBOOT_LOG} 2>&1"]
+             "# Output goes to the journal and the console (journalctl -u ironforge-firstboot).",
+             "set -e"]
     for i, cmd in enumerate(commands):
         lines.append(f'echo "ironforge-firstboot: command {i + 1}/{len(commands)} ($(date -u +%FT%TZ))"')
         lines.append(f"/bin/sh -c {shlex.quote(cmd)}")
     lines += [f"mkdir -p {posixpath.dirname(FIRSTBOOT_DONE)}",
               f"touch {FIRSTBOOT_DONE}",
-              f"systemctl disable {FIRSTBOOT_UNIT} || true",
+              f"systemctl --quiet disable {FIRSTBOOT_UNIT} || true",
+              f"if systemctl --quiet is-enabled {FIRSTBOOT_UNIT}; then",
+              '  echo "ironforge-firstboot: still enabled; the done marker keeps it from running again"',
+              "else",
+              '  echo "ironforge-firstboot: disabled"',
+              "fi",
               'echo "ironforge-firstboot: done"']
     return "\n".join(lines) + "\n"
 
@@ -478,6 +482,8 @@ Type=oneshot
 ExecStart={FIRSTBOOT_SCRIPT}
 RemainAfterExit=yes
 TimeoutStartSec=infinity
+StandardOutput=journal+console
+StandardError=journal+console
 
 [Install]
 WantedBy=multi-user.target

@@ -60,7 +60,7 @@ def pins(ctx: StageContext) -> dict[str, Any]:
     return out
 
 
-STAGE = StageDef(name="customize", version=1, reads=("customize",), run=run,
+STAGE = StageDef(name="customize", version=2, reads=("customize",), run=run,
                  tools=("qemu-img", "libguestfs"), pins=pins,
                  doc="Hostname, time zone, locale, root password, users, packages, files, "
                      "commands and first-boot commands, in one libguestfs launch.")

@@ -284,3 +284,36 @@ def test_engine_reruns_customize_when_the_password_changes_without_revealing_it(
         if f.is_file():
             data = f.read_bytes()
             assert first_pw.encode() not in data and second_pw.encode() not in data, f
+
+
+@pytest.mark.network
+@pytest.mark.boot
+@pytest.mark.slow      # customize + drivers + export + a TCG boot: about 6 minutes here
+def test_firstboot_runs_once_at_boot_as_the_user_setup_expects(tmp_path):
+    """The real pipeline (bootstrap -> disk -> customize -> drivers -> export, in the shared test
+    engine cache) and a real boot: the first-boot unit runs its commands after the accounts,
+    sudoers and hostname are in place, then disables itself; the console shows each step."""
+    import linux_bootstrap_support as lbs
+    from builder.runner.verify import VerifyTarget, verify_image
+    from builder.stages import bootstrap, disk, drivers, export
+
+    recipe = lbs.variant(
+        "debian-12-amd64", customize__hostname="fbhost",
+        customize__users=[{"name": "alice", "sudo": True, "ssh_keys": ALICE_KEYS[:1], "password": None,
+                           "shell": "/bin/bash", "groups": []}],
+        customize__firstboot=[
+            "echo IRONFORGE-FB-HOST-$(hostname)",
+            "runuser -u alice -- sudo -n true && echo IRONFORGE-FB-SUDO-OK",
+            "test ! -e /var/lib/ironforge/firstboot.done && echo IRONFORGE-FB-FIRST-TIME",
+        ])
+    result = lbs.engine().run(recipe, [bootstrap.STAGE, disk.STAGE, stage.STAGE, drivers.STAGE,
+                                       export.STAGE])
+    image = result.artifacts["export"].image     # verify boots only flattened images
+    res = verify_image(VerifyTarget(image=image, name="firstboot", arch="x86_64", firmware="bios",
+                                    checks=("systemd",)), tmp_path / "verify")
+    serial = Path(res.serial_log).read_text(errors="replace")
+    assert res.ok, res.message + "\n" + "\n".join(res.serial_tail)   # systemd: no failed unit
+    at = [serial.find(s) for s in ("ironforge-firstboot: command 1/3", "IRONFORGE-FB-HOST-fbhost",
+                                   "IRONFORGE-FB-SUDO-OK", "IRONFORGE-FB-FIRST-TIME",
+                                   "ironforge-firstboot: disabled", "ironforge-firstboot: done")]
+    assert -1 not in at and at == sorted(at), (at, serial[-4000:])
