@@ -261,6 +261,26 @@ def _child_setup() -> None:
         pass
 
 
+def _sweep_stale_runtime_dirs(current: Path) -> None:
+    """Remove runtime dirs of QEMUs that are gone (their parent was SIGKILLed, so nobody cleaned up).
+
+    Only directories with a pid file naming a dead process: a dir still being set up has none yet.
+    """
+    for d in current.parent.glob("ifq-*"):
+        if d == current:
+            continue
+        try:
+            pid = int((d / "pid").read_text())
+        except (OSError, ValueError):
+            continue
+        try:
+            os.kill(pid, 0)
+        except ProcessLookupError:
+            shutil.rmtree(d, ignore_errors=True)
+        except PermissionError:
+            pass  # alive, someone else's
+
+
 class _QMP:
     """A synchronous face on qemu.qmp's asyncio QMPClient, its loop running in a private thread."""
 
@@ -342,6 +362,8 @@ class QemuMachine:
             self.proc = subprocess.Popen(self.command, stderr=err, preexec_fn=None if self._stdio else _child_setup,
                                          **io)
         self.started_at = time.monotonic()
+        (self._runtime / "pid").write_text(str(self.proc.pid))
+        _sweep_stale_runtime_dirs(self._runtime)
         if qmp_path is not None:
             try:
                 self._connect_qmp(qmp_path)
