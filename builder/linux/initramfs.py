@@ -9,7 +9,11 @@ rebuild; a name that is still absent after the rebuild fails naming module and k
 from __future__ import annotations
 
 import logging
+import os
 import re
+import shutil
+import subprocess
+import tempfile
 from dataclasses import dataclass, field
 
 from builder.errors import BuildError
@@ -79,9 +83,22 @@ def _read_optional(g, path: str) -> str:
 
 
 def listing(g, version: str) -> set[str]:
-    """Module names in /boot/initrd.img-<version>, read by the guest's own lsinitramfs."""
-    lines = g.command_lines(["lsinitramfs", f"/boot/initrd.img-{version}"])
-    return module_names(lines)
+    """Module names in /boot/initrd.img-<version>.
+
+    Listed by the host's lsinitramfs on a downloaded copy when the host has it (native speed:
+    decompressing ~40 MB of zstd under TCG costs 10-20 s), else by the guest's own."""
+    path = f"/boot/initrd.img-{version}"
+    host = shutil.which("lsinitramfs")
+    if host:
+        with tempfile.TemporaryDirectory(prefix="ironforge-initrd-") as tmp:
+            local = os.path.join(tmp, "initrd.img")
+            g.download(path, local)
+            proc = subprocess.run([host, local], capture_output=True, text=True, errors="replace")
+            if proc.returncode == 0 and proc.stdout.strip():
+                return module_names(proc.stdout.splitlines())
+            log.debug("host lsinitramfs failed on %s (%s); listing inside the guest", path,
+                      proc.stderr.strip()[-200:])
+    return module_names(g.command_lines(["lsinitramfs", path]))
 
 
 def check(g, version: str, modules: list[str], known: dict[str, tuple[set, set]]) -> KernelModules:

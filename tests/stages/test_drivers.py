@@ -64,3 +64,15 @@ def test_impossible_module_fails_naming_module_and_kernel():
         build(variant("debian-12-amd64", drivers__modules=BASE + ["no_such_driver_xyz"]))
     assert "no_such_driver_xyz" in e.value.message and re.search(r"kernel 6\.\S+-amd64", e.value.message)
     assert "drivers.modules" in e.value.hint
+
+
+def test_initramfs_listing_on_the_host_matches_the_guests_own():
+    from builder.linux import initramfs
+    res = build("debian-12-amd64")
+    k = res.artifacts["drivers"].data["kernels"][0]
+    with session([Drive(res.artifacts["drivers"].image, "qcow2", readonly=True)], choose(),
+                 what="test listing") as g:
+        g.mount_ro(g.inspect_os()[0], "/")
+        host = initramfs.listing(g, k)
+        guest = initramfs.module_names(g.command_lines(["lsinitramfs", f"/boot/initrd.img-{k}"]))
+    assert host == guest and set(BASE) <= host and len(host) > 100
