@@ -80,14 +80,25 @@ def _tokenise_secrets(recipe: Recipe, value: Any) -> Any:
     return value
 
 
+def _changed_paths(key: str, old: Any, new: Any) -> list[str]:
+    """The deepest dotted paths at which two recipe values differ."""
+    if isinstance(old, dict) and isinstance(new, dict):
+        out: list[str] = []
+        for k in sorted(set(old) | set(new), key=str):
+            if old.get(k) != new.get(k):
+                out += _changed_paths(f"{key}.{k}", old.get(k), new.get(k))
+        return out
+    return [key] if old != new else []
+
+
 def diff_reason(old: dict | None, new: dict) -> str:
     """Which input changed between two key materials, in words."""
     if old is None:
         return "never built"
     if old.get("version") != new.get("version"):
         return f"stage version {old.get('version')} -> {new.get('version')}"
-    changed = [f"{k} changed" for k in sorted(set(old.get("reads", {})) | set(new.get("reads", {})))
-               if old.get("reads", {}).get(k) != new.get("reads", {}).get(k)]
+    o, n = old.get("reads", {}), new.get("reads", {})
+    changed = [f"{p} changed" for k in sorted(set(o) | set(n)) for p in _changed_paths(k, o.get(k), n.get(k))]
     if changed:
         return ", ".join(changed)
     if old.get("previous") != new.get("previous"):

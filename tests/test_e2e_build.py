@@ -52,7 +52,7 @@ def test_built_and_verified(built, name, arch, bits):
     v = m["verification"]
     assert v["status"] == "passed", v
     assert v["arch"] == arch
-    assert {c["name"]: c["passed"] for c in v["checks"]} == {
+    assert {c["name"]: c["ok"] for c in v["checks"]} == {
         "arch": True, "virtio-root": True, "virtio-drivers": True, "systemd": True}
     assert v["marker"]["root"].startswith("/dev/vd")
     assert m["recipe"]["arch"] == arch
@@ -71,7 +71,9 @@ def test_fleet_verify_side_by_side(built, tmp_path):
     r = ironforge("verify", "debian-12-amd64", "debian-12-i386", "--parallel", "2", "--junit", str(junit),
                   "--json", cache=cache, out=out)
     assert r.returncode == 0, r.stderr[-4000:]
-    results = json.loads(r.stdout)
+    report = json.loads(r.stdout)
+    assert (report["passed"], report["total"]) == (2, 2)
+    results = report["results"]
     assert [x["status"] for x in results] == ["passed", "passed"]
     assert sorted(x["arch"] for x in results) == ["i686", "x86_64"]
     cases = ET.parse(junit).getroot().iter("testcase")

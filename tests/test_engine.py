@@ -57,6 +57,13 @@ def test_plan_explains_misses(dirs):
     assert eng.plan(F.recipe(x=1, y=2), [F.A, F.B])[0].hit
 
 
+def test_reason_names_the_deepest_key():
+    from builder.engine import diff_reason
+    old = {"version": 1, "reads": {"customize": {"hostname": "a", "users": [1]}}}
+    new = {"version": 1, "reads": {"customize": {"hostname": "b", "users": [1]}}}
+    assert diff_reason(old, new) == "customize.hostname changed"
+
+
 def test_stage_version_bump_misses(dirs):
     cache, counter = dirs
     eng = F.engine(cache, counter)

@@ -107,5 +107,5 @@ def test_second_run_hits_and_export_reruns_on_format_change(tmp_path):
     assert all(s.hit for s in r.steps)
     r = eng.run(_recipe(["qcow2", "raw"]), [BASE, DRIVERS, export.STAGE])
     assert [s.hit for s in r.steps] == [True, True, False]
-    assert r.steps[2].reason == "outputs changed"
+    assert r.steps[2].reason == "outputs.formats changed"
     assert Path(r.artifacts["export"].path("raw")).exists()
