@@ -63,12 +63,20 @@ def version(tool: str) -> str | None:
         proc = subprocess.run([path, *_VERSION_ARGS.get(tool, ["--version"])], capture_output=True,
                               text=True, timeout=30)
         if proc.returncode != 0:
-            return None  # the tool has no version flag (debconf-set-selections)
+            # no version flag (mkfs.fat, debconf-set-selections): the Debian package's version
+            return _package_version(PACKAGES.get(tool))
         out = proc.stdout or proc.stderr  # mke2fs -V prints to stderr
     except (OSError, subprocess.TimeoutExpired):
         return None
     m = re.search(r"\d+(?:\.\d+)+(?:[-+~][\w.+~-]*)?", out)
     return m.group(0) if m else out.strip().splitlines()[0] if out.strip() else None
+
+
+def _package_version(package: str | None) -> str | None:
+    if not package or not shutil.which("dpkg-query"):
+        return None
+    proc = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True)
+    return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 
 @functools.lru_cache(maxsize=None)
