@@ -91,44 +91,17 @@ class Enum(Type):
         return value
 
 
-_SIZE_UNITS = {"": 1, "K": 1 << 10, "M": 1 << 20, "G": 1 << 30, "T": 1 << 40}
-
-
-class Size(Type):
-    """"4G", "512M", "2048K" or a number of bytes -> int bytes."""
-
-    def __init__(self, lo: int = 1 << 20, hi: int = 16 << 40):
-        object.__setattr__(self, "name", 'a size like "4G" or "512M"')
-        object.__setattr__(self, "lo", lo)
-        object.__setattr__(self, "hi", hi)
-
-    def parse(self, value):
-        if isinstance(value, bool):
-            raise Bad(self.name)
-        if isinstance(value, int):
-            n = value
-        elif isinstance(value, str):
-            m = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*", value, re.I)
-            if not m:
-                raise Bad(self.name)
-            n = int(float(m.group(1)) * _SIZE_UNITS[m.group(2).upper()])
-        else:
-            raise Bad(self.name)
-        if not self.lo <= n <= self.hi:
-            raise Bad(f"{self.name} between {self.lo >> 20}M and {self.hi >> 40}T")
-        return n
-
-
+_SIZE_UNITS = {"": 1, "k": 1 << 10, "m": 1 << 20, "g": 1 << 30, "t": 1 << 40}
 _DURATION_UNITS = {"": 1, "s": 1, "m": 60, "h": 3600}
 
 
-class Duration(Type):
-    """"90m", "1h", "45s" or a number of seconds -> int seconds."""
+class _Scaled(Type):
+    """A number with an optional unit suffix ("4G", "90m") or a plain int -> int in base units."""
 
-    def __init__(self, lo: int = 1, hi: int = 7 * 86400):
-        object.__setattr__(self, "name", 'a duration like "90s", "15m" or "2h"')
-        object.__setattr__(self, "lo", lo)
-        object.__setattr__(self, "hi", hi)
+    def __init__(self, what: str, pattern: str, units: dict[str, int], lo: int, hi: int, bounds: str):
+        for k, v in (("name", what), ("pattern", pattern), ("units", units), ("lo", lo), ("hi", hi),
+                     ("bounds", bounds)):
+            object.__setattr__(self, k, v)
 
     def parse(self, value):
         if isinstance(value, bool):
@@ -136,15 +109,27 @@ class Duration(Type):
         if isinstance(value, int):
             n = value
         elif isinstance(value, str):
-            m = re.fullmatch(r"\s*(\d+)\s*([smh]?)\s*", value, re.I)
+            m = re.fullmatch(self.pattern, value, re.I)
             if not m:
                 raise Bad(self.name)
-            n = int(m.group(1)) * _DURATION_UNITS[m.group(2).lower()]
+            n = int(float(m.group(1)) * self.units[m.group(2).lower()])
         else:
             raise Bad(self.name)
         if not self.lo <= n <= self.hi:
-            raise Bad(f"{self.name} between {self.lo}s and {self.hi // 86400} days")
+            raise Bad(f"{self.name} {self.bounds}")
         return n
+
+
+def Size(lo: int = 1 << 20, hi: int = 16 << 40) -> _Scaled:
+    """"4G", "512M", "2048K" or a number of bytes -> int bytes."""
+    return _Scaled('a size like "4G" or "512M"', r"\s*(\d+(?:\.\d+)?)\s*([KMGT]?)(?:i?B)?\s*",
+                   _SIZE_UNITS, lo, hi, f"between {lo >> 20}M and {hi >> 40}T")
+
+
+def Duration(lo: int = 1, hi: int = 7 * 86400) -> _Scaled:
+    """"90m", "1h", "45s" or a number of seconds -> int seconds."""
+    return _Scaled('a duration like "90s", "15m" or "2h"', r"\s*(\d+)\s*([smh]?)\s*",
+                   _DURATION_UNITS, lo, hi, f"between {lo}s and {hi // 86400} days")
 
 
 class StrList(Type):

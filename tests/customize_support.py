@@ -10,6 +10,8 @@ that makes it, behind a file lock so parallel sessions share one build.
 
 from __future__ import annotations
 
+from builder.cache.store import sha256_file  # noqa: F401  (re-exported for the tests)
+
 import hashlib
 import json
 import os
@@ -58,10 +60,4 @@ def base_image(root: Path | None = None) -> Path:
     return out
 
 
-def sha256_file(path: Path, chunk: int = 4 << 20) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(chunk):
-            h.update(block)
-    return h.hexdigest()
 

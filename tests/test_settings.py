@@ -8,7 +8,7 @@ from hypothesis import HealthCheck, given, settings as hsettings, strategies as 
 
 from builder import recipe as R
 from builder import settings as S
-from builder.errors import RecipeError, RecipeProblem
+from builder.errors import RecipeProblem
 
 scalars = st.one_of(st.none(), st.booleans(), st.integers(-2**40, 2**40), st.floats(allow_nan=False),
                     st.text(max_size=12))

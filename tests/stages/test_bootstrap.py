@@ -1,6 +1,5 @@
 """The bootstrap stage: its tarball read back with tarfile (no launch), its pin, its refusals."""
 
-import dataclasses
 import logging
 import tarfile
 
