@@ -40,7 +40,7 @@ build: setup
 # Everything but the suites marked slow: real QEMU boots, real libguestfs, real mmdebstrap
 # against the Debian archive, real gpgv and loopback HTTP.
 test: setup
-	$(PY) -m pytest -m "not slow" $(PYTEST_ARGS)
+	$(PY) -m pytest -m "not slow" --durations=15 $(PYTEST_ARGS)
 
 # Long suites: the full Debian installer against a complete mirror (IRONFORGE_TEST_MIRROR).
 test-slow: setup
