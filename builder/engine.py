@@ -88,7 +88,10 @@ def _changed_paths(key: str, old: Any, new: Any) -> list[str]:
             if old.get(k) != new.get(k):
                 out += _changed_paths(f"{key}.{k}", old.get(k), new.get(k))
         return out
-    return [key] if old != new else []
+    if old == new:
+        return []
+    # a secret's token changed: name the secret's key, not our bookkeeping
+    return [key.removesuffix(".token")]
 
 
 def diff_reason(old: dict | None, new: dict) -> str:

@@ -62,6 +62,9 @@ def test_reason_names_the_deepest_key():
     old = {"version": 1, "reads": {"customize": {"hostname": "a", "users": [1]}}}
     new = {"version": 1, "reads": {"customize": {"hostname": "b", "users": [1]}}}
     assert diff_reason(old, new) == "customize.hostname changed"
+    old = {"version": 1, "reads": {"customize.root_password": {"ref": {"env": "PW"}, "token": "scrypt:1"}}}
+    new = {"version": 1, "reads": {"customize.root_password": {"ref": {"env": "PW"}, "token": "scrypt:2"}}}
+    assert diff_reason(old, new) == "customize.root_password changed"
 
 
 def test_stage_version_bump_misses(dirs):
