@@ -14,9 +14,10 @@ import json
 import os
 import shutil
 import tempfile
+import threading
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Iterator
+from typing import BinaryIO, Iterator
 
 META = "meta.json"
 
@@ -106,6 +107,26 @@ class Store:
         os.replace(tmp, final)
         fsync_dir(final.parent)
         return final
+
+    def ingest(self, src: BinaryIO, sha256_hex: str, *, what: str, hint: str) -> Path:
+        """Copy a readable stream into the store, hashing as it goes; the bytes must have
+        ``sha256_hex`` (else ChecksumError with ``hint``, and nothing stays behind)."""
+        from builder.errors import ChecksumError
+        tmp = self.download_tmpdir() / f"ingest-{sha256_hex[:16]}.{os.getpid()}.{threading.get_ident()}.tmp"
+        h = hashlib.sha256()
+        try:
+            with open(tmp, "wb") as dst:
+                while block := src.read(1 << 20):
+                    h.update(block)
+                    dst.write(block)
+                dst.flush()
+                os.fsync(dst.fileno())
+            if h.hexdigest() != sha256_hex:
+                raise ChecksumError(what, "sha256", sha256_hex, h.hexdigest(), hint=hint)
+            return self.adopt_download(tmp, sha256_hex)
+        finally:
+            with contextlib.suppress(FileNotFoundError):
+                tmp.unlink()
 
     def download_tmpdir(self) -> Path:
         d = self.root / "downloads" / "tmp"

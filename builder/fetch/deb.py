@@ -6,7 +6,6 @@ download store only if they match the digest the caller took from a signed index
 
 from __future__ import annotations
 
-import hashlib
 import io
 import os
 import posixpath
@@ -15,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.cache.store import Store
-from builder.errors import ChecksumError, FetchError, MissingEnvironment
+from builder.errors import FetchError, MissingEnvironment
 
 AR_MAGIC = b"!<arch>\n"
 _CHUNK = 1 << 20
@@ -144,24 +143,6 @@ def _store_member(src, sha256: str, store: Store, *, what: str) -> Path:
     final = store.download_path(sha256)
     if final.is_file():
         return final
-    tmpdir = store.download_tmpdir()
-    tmp = tmpdir / f"extract-{sha256}.{os.getpid()}.tmp"
-    h = hashlib.sha256()
-    try:
-        with open(tmp, "wb") as f:
-            while chunk := src.read(_CHUNK):
-                h.update(chunk)
-                f.write(chunk)
-            f.flush()
-            os.fsync(f.fileno())
-        got = h.hexdigest()
-        if got != sha256:
-            raise ChecksumError(what, "sha256", sha256, got,
-                                hint="the packaged file differs from the signed SHA256SUMS; the "
-                                     "mirror is inconsistent or tampered with")
-        return store.adopt_download(tmp, sha256)
-    finally:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
+    return store.ingest(src, sha256, what=what,
+                        hint="the packaged file differs from the signed SHA256SUMS; the mirror is "
+                             "inconsistent or tampered with")

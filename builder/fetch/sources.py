@@ -125,21 +125,6 @@ def _hash_local(path: Path, want512: bool) -> tuple[str, str | None]:
 
 def _copy_in(store: Store, name: str, path: Path, sha256: str) -> Path:
     """Copy ``path`` into the store, hashing the copy: the file may change while we read it."""
-    tmp = store.download_tmpdir() / f"local-{os.getpid()}-{name}.tmp"
-    h = hashlib.sha256()
-    try:
-        with open(path, "rb") as src, open(tmp, "wb") as dst:
-            while b := src.read(1 << 20):
-                h.update(b)
-                dst.write(b)
-            dst.flush()
-            os.fsync(dst.fileno())
-        if h.hexdigest() != sha256:
-            raise ChecksumError(str(path), "sha256", sha256, h.hexdigest(),
-                                hint="the file changed while it was being read; try again")
-        return store.adopt_download(tmp, sha256)
-    finally:
-        try:
-            tmp.unlink()
-        except FileNotFoundError:
-            pass
+    with open(path, "rb") as src:
+        return store.ingest(src, sha256, what=str(path),
+                            hint="the file changed while it was being read; try again")

@@ -79,3 +79,23 @@ def test_dead_workdirs_removed_live_kept(tmp_path):
     dead.mkdir()
     assert store.remove_dead_workdirs() == 1
     assert live.exists() and not dead.exists()
+
+
+def test_ingest_checks_the_digest_and_leaves_nothing_on_mismatch(tmp_path):
+    import hashlib
+    import io
+
+    import pytest
+
+    from builder.errors import ChecksumError
+    store = Store(tmp_path)
+    good = hashlib.sha256(b"payload").hexdigest()
+    p = store.ingest(io.BytesIO(b"payload"), good, what="t", hint="h")
+    assert p == store.download_path(good) and p.read_bytes() == b"payload"
+    assert p.stat().st_mode & 0o222 == 0  # read-only: hard-linked into artifacts
+    wrong = hashlib.sha256(b"other").hexdigest()
+    with pytest.raises(ChecksumError) as ei:
+        store.ingest(io.BytesIO(b"payload"), wrong, what="t", hint="h")
+    assert ei.value.expected == wrong and ei.value.actual == good
+    assert not store.download_path(wrong).exists()
+    assert not any(store.download_tmpdir().iterdir())
