@@ -60,4 +60,12 @@ def base_image(root: Path | None = None) -> Path:
     return out
 
 
-
+# The smallest valid recipe head; customize tests add their [customize] table after it.
+RECIPE_HEAD = """\
+arch = "amd64"
+[os]
+family = "debian"
+release = "12"
+[build]
+method = "bootstrap"
+"""

@@ -19,14 +19,7 @@ from builder.secrets import Secret
 
 import customize_support
 
-RECIPE_HEAD = """\
-arch = "amd64"
-[os]
-family = "debian"
-release = "12"
-[build]
-method = "bootstrap"
-"""
+RECIPE_HEAD = customize_support.RECIPE_HEAD
 
 
 def write_recipe(tmp_path: Path, customize_toml: str) -> Path:

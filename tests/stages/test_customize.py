@@ -29,14 +29,7 @@ ALICE_PW = "alice-Pa55-from-file-93ab"
 ALICE_KEYS = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0000000000000000000 alice@laptop",
               "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQFakeSecondKey alice@desktop"]
 
-FULL_RECIPE = f"""\
-arch = "amd64"
-[os]
-family = "debian"
-release = "12"
-[build]
-method = "bootstrap"
-
+FULL_RECIPE = customize_support.RECIPE_HEAD + f"""
 [customize]
 hostname = "forged"
 timezone = "Europe/Paris"
@@ -254,13 +247,7 @@ def test_engine_reruns_customize_when_the_password_changes_without_revealing_it(
                        stage.STAGE.tools, stage.STAGE.pins)]
     rdir = tmp_path / "recipes"
     rdir.mkdir()
-    (rdir / "pw.toml").write_text(textwrap.dedent("""\
-        arch = "amd64"
-        [os]
-        family = "debian"
-        release = "12"
-        [build]
-        method = "bootstrap"
+    (rdir / "pw.toml").write_text(customize_support.RECIPE_HEAD + textwrap.dedent("""\
         [customize]
         hostname = "keyed"
         root_password = { env = "IRONFORGE_TEST_ENGINE_PW" }
