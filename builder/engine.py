@@ -124,11 +124,12 @@ class Engine:
     debug: bool = False
     options: dict[str, Any] = field(default_factory=dict)
 
-    def _context(self, recipe: Recipe, workdir, stage: StageDef) -> StageContext:
+    def _context(self, recipe: Recipe, workdir, stage: StageDef,
+                 pins: dict[str, Any] | None = None) -> StageContext:
         return StageContext(recipe=recipe, accel=self.accel, store=self.store, workdir=workdir,
                             log=logging.getLogger(f"ironforge.stage.{stage.name}"),
                             progress=self.progress, offline=self.offline, debug=self.debug,
-                            options=self.options)
+                            options=self.options, pins=dict(pins or {}))
 
     def material(self, recipe: Recipe, stage: StageDef, previous: Step | None) -> dict[str, Any]:
         pins: dict[str, Any] = {}
@@ -196,7 +197,7 @@ class Engine:
             inputs["previous"] = list(done.values())[-1]
         t0 = time.monotonic()
         try:
-            out = stage.run(self._context(recipe, workdir, stage), inputs)
+            out = stage.run(self._context(recipe, workdir, stage, material.get("pins")), inputs)
             if not isinstance(out, Output):
                 raise TypeError(f"stage {stage.name} returned {type(out).__name__}, not Output")
             meta = {"stage": stage.name, "version": stage.version, "files": out.files, "data": out.data,

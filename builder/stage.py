@@ -60,6 +60,9 @@ class StageContext:
     offline: bool = False          # use the cache only; no network
     debug: bool = False
     options: dict[str, Any] = field(default_factory=dict)  # CLI-level knobs (verify timeout…)
+    # The upstream pins the engine computed for this stage's cache key, handed to ``run`` so
+    # it builds from exactly what it was keyed on (and need not ask the network twice).
+    pins: dict[str, Any] = field(default_factory=dict)
 
 
 @dataclass(frozen=True)

@@ -146,3 +146,27 @@ def test_two_processes_share_one_key(dirs, tmp_path):
         out, err = p.communicate(timeout=120)
         assert p.returncode == 0, err.decode()
     assert sorted(F.runs(counter)) == ["a", "b", "c", "slow"]
+
+
+def test_run_gets_the_pins_its_key_was_computed_from(dirs):
+    """Upstream pins are asked once per run and handed to the stage: a stage that re-asked
+    could build from a newer upstream than its key names (and costs a second download)."""
+    from builder.stage import Output, StageDef
+    cache, counter = dirs
+    upstream = iter(["rev-1", "rev-2", "rev-3"])      # each question gets a newer answer
+    asked, seen = [], []
+
+    def pins(ctx):
+        asked.append(next(upstream))
+        return {"rev": asked[-1]}
+
+    def run(ctx, inputs):
+        seen.append(ctx.pins)
+        (ctx.workdir / "o").write_text(ctx.pins["rev"])
+        return Output(files={"out": "o"})
+
+    stage = StageDef("pinned", 1, (), run, pins=pins)
+    res = F.engine(cache, counter).run(F.recipe(), [stage])
+    assert asked == ["rev-1"]
+    assert seen == [{"rev": "rev-1"}]
+    assert res.artifacts["pinned"].path("out").read_text() == "rev-1"

@@ -33,7 +33,15 @@ def _release(ctx: StageContext):
 
 def pins(ctx: StageContext) -> dict[str, Any]:
     rel = _release(ctx)
-    return {"inrelease_sha256": rel.inrelease_sha256, "suite": rel.suite}
+    # the Date rides along (it is a function of the InRelease bytes, so it adds nothing to the
+    # key) because run() needs it for SOURCE_DATE_EPOCH and gets the pins handed back
+    return {"inrelease_sha256": rel.inrelease_sha256, "suite": rel.suite,
+            "date": rel.fields.get("Date")}
+
+
+def _pinned(ctx: StageContext) -> dict[str, Any]:
+    """The pins the engine keyed this run on; computed here only when run outside the engine."""
+    return ctx.pins if "inrelease_sha256" in ctx.pins else pins(ctx)
 
 
 def _epoch(date: str | None) -> int | None:
@@ -64,8 +72,8 @@ def spec(ctx: StageContext, source_date_epoch: int | None = None) -> mmdebstrap.
 def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     t = target(ctx.recipe)
     package_set(t)  # refuses impossible targets (Debian 13 i386, 32-bit UEFI) before any download
-    rel = _release(ctx)
-    epoch = _epoch(rel.fields.get("Date"))
+    pinned = _pinned(ctx)
+    epoch = _epoch(pinned.get("date"))
     s = spec(ctx, epoch)
     out = ctx.workdir / TARBALL
     if s.apt_cache is not None:
@@ -75,7 +83,7 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
         mmdebstrap.run(s, out, ctx.log)
     return Output(files={"rootfs": TARBALL}, data={
         "suite": t.suite, "arch": t.debian_arch, "variant": s.variant, "packages": list(s.packages),
-        "mirror": s.mirror, "inrelease_sha256": rel.inrelease_sha256,
+        "mirror": s.mirror, "inrelease_sha256": pinned["inrelease_sha256"],
         "source_date_epoch": int(os.environ.get("SOURCE_DATE_EPOCH", epoch or 0)) or None,
         "tarball_bytes": out.stat().st_size})
 
