@@ -54,18 +54,48 @@ def check_grub_cfg(text: str, root_uuid: str) -> list[str]:
     return problems
 
 
-def _with_retry(g, cmd: list[str], logger: logging.Logger, attempts: int = 3) -> str:
-    """grub-install inside the appliance failed once in ~6 runs on a loaded host ("embedding is
-    not possible ... cross-disk install": it mapped /dev/sda as a partition), and succeeded on
-    the same tarball the next time; so give it (and only it) another try or two."""
+# What grub-install looked at, for the log when it fails: its idea of the boot directory's
+# drive and disk, and the kernel's view of the block devices.
+DIAGNOSTICS = ("grub-probe --target=drive /boot/grub", "grub-probe --target=disk /boot/grub",
+               "cat /proc/partitions", "grep ' / ' /proc/self/mountinfo")
+
+
+class GrubInstallError(BuildError):
+    """grub-install failed in this appliance; ``diagnostics`` holds what it saw."""
+
+    def __init__(self, message: str, hint: str | None = None, diagnostics: str = ""):
+        super().__init__(message, hint)
+        self.diagnostics = diagnostics
+
+
+def diagnose(g) -> str:
+    out = []
+    for cmd in DIAGNOSTICS:
+        try:
+            out.append(f"$ {cmd}\n{g.sh(cmd + ' 2>&1 || true').rstrip()}")
+        except BuildError as exc:
+            out.append(f"$ {cmd}\n(failed: {exc.message})")
+    return "\n".join(out)
+
+
+def _with_retry(g, cmd: list[str], logger: logging.Logger, attempts: int = 2) -> str:
+    """grub-install inside the appliance sometimes fails on a loaded host with "embedding is not
+    possible ... cross-disk install" (seen about once in six builds): it took the install disk
+    for a bare filesystem. Retrying in the same appliance rarely helps (seen failing three times
+    in a row), a fresh appliance has always worked; so one retry here, then GrubInstallError
+    with what GRUB saw, for the caller to relaunch."""
     for i in range(1, attempts + 1):
         try:
             return g.command(cmd)
         except BuildError as exc:
-            if cmd[0] != "grub-install" or i == attempts:
+            if cmd[0] != "grub-install":
                 raise
-            logger.warning("%s failed (attempt %d of %d), retrying: %s", cmd[0], i, attempts,
+            diag = diagnose(g)
+            logger.warning("%s failed (attempt %d of %d): %s", cmd[0], i, attempts,
                            exc.message.splitlines()[-1])
+            logger.debug("what GRUB saw:\n%s", diag)
+            if i == attempts:
+                raise GrubInstallError(exc.message, exc.hint, diagnostics=diag) from exc
     raise AssertionError("unreachable")
 
 

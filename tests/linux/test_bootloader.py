@@ -41,18 +41,24 @@ class _FlakyHandle:
             raise GuestfsError("libguestfs command: embedding is not possible")
         return ""
 
+    def sh(self, script):
+        self.calls.append("sh")
+        return f"output of {script.split(' 2>&1')[0]}"
 
-def test_grub_install_alone_is_retried():
+
+def test_grub_install_alone_is_retried_once_then_reports_what_grub_saw():
     import logging
     import pytest
     from builder.errors import GuestfsError
     g = _FlakyHandle({"grub-install": 1})
     bootloader._with_retry(g, ["grub-install", "/dev/sda"], logging.getLogger("t"))
-    assert g.calls == ["grub-install", "grub-install"]
+    assert [c for c in g.calls if c != "sh"] == ["grub-install", "grub-install"]
     g = _FlakyHandle({"grub-install": 5})
-    with pytest.raises(GuestfsError):
+    with pytest.raises(bootloader.GrubInstallError) as e:
         bootloader._with_retry(g, ["grub-install", "/dev/sda"], logging.getLogger("t"))
-    assert len(g.calls) == 3
+    assert [c for c in g.calls if c != "sh"] == ["grub-install", "grub-install"]
+    assert "$ grub-probe --target=drive /boot/grub\noutput of grub-probe --target=drive" in e.value.diagnostics
+    assert "cat /proc/partitions" in e.value.diagnostics
     g = _FlakyHandle({"update-grub": 1})
     with pytest.raises(GuestfsError):
         bootloader._with_retry(g, ["update-grub"], logging.getLogger("t"))
