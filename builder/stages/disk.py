@@ -21,7 +21,7 @@ from typing import Any
 
 from builder.errors import BuildError
 from builder.host.guestfs_session import Drive, session
-from builder.linux import bootloader, diskimage, rootfs
+from builder.linux import bootloader, diskimage, imagereport, rootfs
 from builder.stage import Artifact, Output, StageContext, StageDef
 
 NAME = "disk"
@@ -50,12 +50,33 @@ def _guest_steps(g, lay: diskimage.Layout, ids: diskimage.Ids, firmware: str, ct
         g.mount(esp.device, "/boot/efi")
     cfg = bootloader.install(g, firmware, str(ids.root), logger=ctx.log)
     kernels = sorted(v for v in g.ls("/lib/modules") if g.is_dir(f"/lib/modules/{v}"))
+    # read back what the drivers stage checks, in this launch rather than one of its own
+    report = imagereport.take(g)
     # fstrim each mounted filesystem so the blocks freed by the steps above don't bloat the image
     for mp in (["/boot/efi"] if esp is not None else []) + ["/"]:
         g.fstrim(mp)
     g.umount_all()
-    return {"kernels": kernels, "grub_cfg_linux_lines": [
+    return {"kernels": kernels, "image_report": report, "grub_cfg_linux_lines": [
         ln.strip() for ln in cfg.splitlines() if ln.strip().startswith("linux")]}
+
+
+def _in_appliance(image, lay: diskimage.Layout, ids: diskimage.Ids, firmware: str,
+                  ctx: StageContext, launches: int = 2) -> dict[str, Any]:
+    """The guest steps in one launch; a second, fresh launch only if grub-install failed in the
+    first (it fails before writing anything, and every step is idempotent)."""
+    for n in range(1, launches + 1):
+        try:
+            # two vCPUs: update-grub under TCG uses both host cores (multi-threaded TCG)
+            with session([Drive(image, "qcow2", readonly=False)], ctx.accel,
+                         what="disk: install GRUB", smp=min(2, os.cpu_count() or 1)) as g:
+                return _guest_steps(g, lay, ids, firmware, ctx)
+        except bootloader.GrubInstallError as exc:
+            if n == launches:
+                raise BuildError(f"{exc.message}\nwhat GRUB saw:\n{exc.diagnostics}",
+                                 hint="grub-install failed in two fresh appliances; "
+                                      "rerun with -v and report the log") from exc
+            ctx.log.warning("grub-install failed in this appliance; launching a fresh one")
+    raise AssertionError("unreachable")
 
 
 def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
@@ -97,10 +118,7 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
         shutil.rmtree(ctx.workdir / tmp, ignore_errors=True)
 
     t0 = time.monotonic()
-    # two vCPUs: update-grub / update-initramfs under TCG use both host cores (multi-threaded TCG)
-    with session([Drive(image, "qcow2", readonly=False)], ctx.accel, what="disk: install GRUB",
-                 smp=min(2, os.cpu_count() or 1)) as g:
-        guest = _guest_steps(g, lay, ids, firmware, ctx)
+    guest = _in_appliance(image, lay, ids, firmware, ctx)
     timings["appliance_s"] = round(time.monotonic() - t0, 2)
 
     return Output(files={"image": IMAGE}, data={
@@ -111,7 +129,8 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
                        for p in lay.partitions],
         "root_device_in_appliance": lay.root.device,
         "kernels": guest["kernels"], "kernel": guest["kernels"][-1] if guest["kernels"] else None,
-        "grub_linux": guest["grub_cfg_linux_lines"], "timings": timings, **facts})
+        "grub_linux": guest["grub_cfg_linux_lines"], "image_report": guest["image_report"],
+        "timings": timings, **facts})
 
 
 def pins(ctx: StageContext) -> dict[str, Any]:
@@ -120,7 +139,7 @@ def pins(ctx: StageContext) -> dict[str, Any]:
 
 
 STAGE = StageDef(
-    name=NAME, version=1,
+    name=NAME, version=2,
     # no customize.*: a changed hostname re-runs customize and after, not this
     reads=("firmware", "disk.size", "disk.partition_table", "disk.filesystem"),
     run=run, tools=("mke2fs", "sfdisk", "mkfs.fat", "qemu-img", "libguestfs"), pins=pins,
