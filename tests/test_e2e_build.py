@@ -58,6 +58,8 @@ def test_built_and_verified(built, name, arch, bits):
     assert m["recipe"]["arch"] == arch
     assert [s["name"] for s in m["stages"]] == ["bootstrap", "disk", "customize", "drivers", "export", "verify"]
     assert m["image"]["qcow2"]["sha256"]
+    # the drivers stage proved the modules from the listing customize read back in its launch
+    assert m["guest"]["listing_read_by"] == "customize"
     pkgs = (d / "packages.txt").read_text()
     kernel = "linux-image-amd64" if bits == 64 else "linux-image-686-pae"
     assert any(line.startswith(kernel + "\t") for line in pkgs.splitlines())

@@ -78,7 +78,7 @@ def installed_kernels(g) -> list[str]:
     return out
 
 
-def _read_optional(g, path: str) -> str:
+def read_optional(g, path: str) -> str:
     return g.cat(path) if g.is_file(path, followsymlinks=True) else ""
 
 
@@ -125,8 +125,8 @@ def ensure(g, modules: list[str], logger: logging.Logger | None = None) -> dict:
                          "/boot/initrd.img-<v>)", hint="the image needs a linux-image package")
     known: dict[str, tuple[set, set]] = {}
     for v in kernels:
-        builtin = module_names(_read_optional(g, f"/lib/modules/{v}/modules.builtin").splitlines())
-        avail = module_names(_read_optional(g, f"/lib/modules/{v}/modules.dep").splitlines())
+        builtin = module_names(read_optional(g, f"/lib/modules/{v}/modules.builtin").splitlines())
+        avail = module_names(read_optional(g, f"/lib/modules/{v}/modules.dep").splitlines())
         unknown = [m for m in modules if norm(m) not in builtin and norm(m) not in avail]
         if unknown:
             raise BuildError(f"kernel {v} has no module {', '.join(unknown)} (neither built in nor "
@@ -140,7 +140,7 @@ def ensure(g, modules: list[str], logger: logging.Logger | None = None) -> dict:
     need = [v for v, km in results.items() if km.missing]
     if need:
         missing = sorted({m for v in need for m in results[v].missing})
-        text = _read_optional(g, MODULES_FILE)
+        text = read_optional(g, MODULES_FILE)
         new, added = with_modules(text, missing)
         if added:
             logger.info("adding %s to %s", ", ".join(added), MODULES_FILE)

@@ -16,6 +16,7 @@ from builder import qemu_img
 from builder.host import guestfs_session
 from builder.host.guestfs_session import Drive
 from builder.linux import customize as linux
+from builder.linux import imagereport
 from builder.stage import Artifact, Output, StageContext, StageDef
 
 # apt-get, dpkg and locale-gen inside the appliance need more than its default memory.
@@ -38,6 +39,8 @@ def run(ctx: StageContext, inputs: dict[str, Artifact],
                       network=spec.needs_network) as g:
         mountpoints = linux.mount_guest(g)
         facts = linux.apply(g, spec)
+        # read back what the drivers stage checks, in this launch rather than one of its own
+        facts["image_report"] = imagereport.take(g)
         linux.trim(g, mountpoints)
     return Output(files={"image": "image.qcow2"}, data=facts)
 
@@ -60,7 +63,7 @@ def pins(ctx: StageContext) -> dict[str, Any]:
     return out
 
 
-STAGE = StageDef(name="customize", version=2, reads=("customize",), run=run,
+STAGE = StageDef(name="customize", version=3, reads=("customize",), run=run,
                  tools=("qemu-img", "libguestfs"), pins=pins,
                  doc="Hostname, time zone, locale, root password, users, packages, files, "
                      "commands and first-boot commands, in one libguestfs launch.")

@@ -148,6 +148,10 @@ def test_every_feature_in_one_launch_read_back_independently(full_recipe, tmp_pa
     assert info["backing-filename"] == str(base_image.resolve())
     assert out.data["hostname"] == "forged" and out.data["users"] == ["alice", "dave"]
     assert out.data["root"] == "password" and out.data["packages"] == ["hello"]
+    # the image report was read after the edits, in the same launch: it lists the new package
+    rep = out.data["image_report"]
+    assert "hello" in {p["name"] for p in rep["facts"]["packages"]}
+    assert all("virtio_blk" in rep["modules"][k]["initramfs"] for k in rep["kernels"])
 
     # Secrets appear nowhere: not in DEBUG logs, not in the artifact data, not in the image bytes.
     logs = caplog.text + json.dumps(out.data)

@@ -34,6 +34,8 @@ def test_default_image_needs_no_rebuild_and_reports_guest_facts():
     names = {p["name"]: p for p in d["packages"]}
     assert names["linux-image-amd64"]["arch"] == "amd64" and names["openssh-server"]["version"]
     assert d["package_count"] == len(d["packages"]) > 100
+    # proven from the listing the disk stage read back in its own launch: no launch here
+    assert d["listing_read_by"] == "disk"
     # the disk stage's image is the backing file; this stage wrote only its own layer
     assert res.artifacts["drivers"].image.stat().st_size < res.artifacts["disk"].image.stat().st_size
 
@@ -47,6 +49,7 @@ def test_missing_module_is_added_rebuilt_and_proven(tmp_path):
     assert [s.hit for s in res.steps][:2] == [True, True]     # only drivers re-ran
     d = res.artifacts["drivers"].data
     k = d["kernels"][0]
+    assert d["listing_read_by"] == "drivers"      # the disk stage's listing lacked EXTRA
     assert d["initramfs"]["added_to_config"] == [EXTRA] and d["initramfs"]["rebuilt"] == [k]
     assert EXTRA in d["initramfs"]["per_kernel"][k]["in_initramfs"]
     # independent read-back: the config file and the host's lsinitramfs of the new initrd
@@ -67,12 +70,14 @@ def test_impossible_module_fails_naming_module_and_kernel():
 
 
 def test_initramfs_listing_on_the_host_matches_the_guests_own():
+    """The listing the disk stage recorded, the host's lsinitramfs and the guest's own agree."""
     from builder.linux import initramfs
     res = build("debian-12-amd64")
     k = res.artifacts["drivers"].data["kernels"][0]
+    recorded = set(res.artifacts["disk"].data["image_report"]["modules"][k]["initramfs"])
     with session([Drive(res.artifacts["drivers"].image, "qcow2", readonly=True)], choose(),
                  what="test listing") as g:
         g.mount_ro(g.inspect_os()[0], "/")
         host = initramfs.listing(g, k)
         guest = initramfs.module_names(g.command_lines(["lsinitramfs", f"/boot/initrd.img-{k}"]))
-    assert host == guest and set(BASE) <= host and len(host) > 100
+    assert host == guest == recorded and set(BASE) <= host and len(host) > 100
