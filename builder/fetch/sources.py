@@ -13,6 +13,7 @@ from builder import arch as archmod
 from builder.cache.store import Store
 from builder.errors import ChecksumError, FetchError, UsageError
 from builder.fetch.http import FetchOptions, cached, check_digest, fetch_url
+from builder.fetch.debian import VerifiedRelease, inrelease, suite_for
 from builder.fetch.installer import fetch_installer
 
 log = logging.getLogger("ironforge.fetch")
@@ -63,10 +64,27 @@ def installer_params(recipe, src: dict) -> dict[str, str]:
             .rstrip("/")}
 
 
+def _pinned_release(store: Store, p: dict[str, str], pin: dict | None, keyrings) -> VerifiedRelease | None:
+    """The InRelease the cache key was computed from, re-verified from the store (no network),
+    or None when there is no pin. A different stored copy means another build refreshed it
+    since: building from it would not match the key, so stop."""
+    if not pin or "inrelease_sha256" not in pin:
+        return None
+    rel = inrelease(p["mirror"], suite_for(p["release"]), store, offline=True, keyrings=keyrings)
+    if rel.inrelease_sha256 != pin["inrelease_sha256"]:
+        raise FetchError(f"{rel.url('InRelease')} changed while this build ran (keyed on "
+                         f"{pin['inrelease_sha256'][:12]}…, now {rel.inrelease_sha256[:12]}…)",
+                         hint="the archive was updated meanwhile; run the build again")
+    return rel
+
+
 def fetch_sources(store: Store, recipe, *, offline: bool = False, progress: bool = False,
-                  options: FetchOptions | None = None, keyrings=None) -> list[FetchedFile]:
+                  options: FetchOptions | None = None, keyrings=None,
+                  pins: dict[str, Any] | None = None) -> list[FetchedFile]:
     """Every file the recipe's sources name, verified, in recipe order.
 
+    ``pins`` are the fetch stage's cache pins: an installer source pinned to an InRelease is
+    resolved from that very file (already fetched and stored when the pin was computed).
     ``keyrings`` overrides the Debian archive keyrings (tests only).
     """
     out: list[FetchedFile] = []
@@ -86,9 +104,10 @@ def fetch_sources(store: Store, recipe, *, offline: bool = False, progress: bool
                                     sha512=check_digest("sha512", src.get("sha512"))))
         else:
             p = installer_params(recipe, src)
+            rel = _pinned_release(store, p, (pins or {}).get(name), keyrings)
             for f in fetch_installer(store, mirror=p["mirror"], release=p["release"], arch=p["arch"],
                                      image=p["image"], offline=offline, progress=progress,
-                                     options=options, keyrings=keyrings):
+                                     options=options, keyrings=keyrings, release_info=rel):
                 out.append(FetchedFile(name, f"{name}.{_ROLE_SUFFIX[f.role]}", f.path, f.sha256,
                                        f.size, f.url, f.verified_by))
     return out

@@ -27,7 +27,7 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     options, keyrings = _options(ctx)
     files, data = {}, {}
     for f in fetch_sources(ctx.store, ctx.recipe, offline=ctx.offline, progress=ctx.progress,
-                           options=options, keyrings=keyrings):
+                           options=options, keyrings=keyrings, pins=ctx.pins):
         dst = ctx.workdir / f.name
         try:
             os.link(f.path, dst)     # same filesystem as the store: no copy, no extra space

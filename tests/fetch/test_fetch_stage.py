@@ -5,6 +5,8 @@ from __future__ import annotations
 import hashlib
 import logging
 
+import pytest
+
 from builder.cache.store import Store
 from builder.host.accel import Accel
 from builder.recipe import Recipe
@@ -79,6 +81,9 @@ def test_engine_refetches_exactly_when_the_archive_changes(serve_archive, signer
                     options={"fetch_keyrings": [signer.keyring], "fetch_options": fast})
     first = engine.run(recipe, [stage.STAGE])
     assert [s.hit for s in first.steps] == [False]
+    # InRelease was asked for once: the stage resolved the installer from the pinned copy
+    inrelease_route = server.httpd.routes[mirror.removeprefix(server.base) + "/dists/bookworm/InRelease"]
+    assert len(inrelease_route.requests) == 1
     assert first.artifacts["fetch"].path("installer.kernel").read_bytes() == arc.kernel
     assert [s.hit for s in engine.run(recipe, [stage.STAGE]).steps] == [True]
     # upstream publishes a new installer: a new signed InRelease at the same mirror
@@ -87,3 +92,22 @@ def test_engine_refetches_exactly_when_the_archive_changes(serve_archive, signer
     third = engine.run(recipe, [stage.STAGE])
     assert third.steps[0].hit is False and "installer" in third.steps[0].reason
     assert third.artifacts["fetch"].path("installer.kernel").read_bytes() == arc2.kernel
+
+
+def test_run_refuses_an_inrelease_other_than_the_pinned_one(serve_archive, signer, store, fast,
+                                                           tmp_path):
+    """Another build refreshed the stored InRelease between this build's pin and its run: the
+    stage stops rather than build from something its cache key does not name."""
+    from builder.errors import FetchError
+    mirror, _arc = serve_archive(images=False)
+    recipe = Recipe(name="t", path=None, values={
+        "arch": "amd64", "os": {"family": "debian", "release": "12"},
+        "build": {"method": "installer", "mirror": mirror},
+        "sources": [{"name": "installer", "debian_installer": {"release": "12", "image": "netboot"}}]})
+    ctx = ctx_for(recipe, store, tmp_path / "work", signer, fast)
+    ctx.pins = stage.pins(ctx)
+    assert stage.run(ctx, {}).files          # the pinned copy: fine
+    ctx2 = ctx_for(recipe, store, tmp_path / "work2", signer, fast)
+    ctx2.pins = {"installer": {"inrelease_sha256": "0" * 64}}
+    with pytest.raises(FetchError, match="changed while this build ran"):
+        stage.run(ctx2, {})
