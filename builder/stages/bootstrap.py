@@ -33,10 +33,11 @@ def _release(ctx: StageContext):
 
 def pins(ctx: StageContext) -> dict[str, Any]:
     rel = _release(ctx)
-    # the Date rides along (it is a function of the InRelease bytes, so it adds nothing to the
-    # key) because run() needs it for SOURCE_DATE_EPOCH and gets the pins handed back
+    # The signed Date rides along because run() needs it for SOURCE_DATE_EPOCH and gets the
+    # pins handed back. It is a function of the InRelease bytes, so it adds nothing to the key;
+    # its name sorts after inrelease_sha256, which is what a plan names as the change.
     return {"inrelease_sha256": rel.inrelease_sha256, "suite": rel.suite,
-            "date": rel.fields.get("Date")}
+            "release_date": rel.fields.get("Date")}
 
 
 def _pinned(ctx: StageContext) -> dict[str, Any]:
@@ -73,7 +74,7 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     t = target(ctx.recipe)
     package_set(t)  # refuses impossible targets (Debian 13 i386, 32-bit UEFI) before any download
     pinned = _pinned(ctx)
-    epoch = _epoch(pinned.get("date"))
+    epoch = _epoch(pinned.get("release_date"))
     s = spec(ctx, epoch)
     out = ctx.workdir / TARBALL
     if s.apt_cache is not None:

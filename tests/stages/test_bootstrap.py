@@ -42,7 +42,7 @@ def test_pin_is_the_sha256_of_the_signed_inrelease(tmp_path):
     assert pins["inrelease_sha256"] == hashlib.sha256(body).hexdigest()
     assert pins["suite"] == "bookworm"
     # the signed Date, handed back to run() for SOURCE_DATE_EPOCH
-    assert pins["date"] and pins["date"].encode() in body
+    assert pins["release_date"] and pins["release_date"].encode() in body
 
 
 def _members(art):
