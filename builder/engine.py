@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from builder.cache.store import Store
-from builder.errors import IronforgeError
+from builder.errors import FetchError, IronforgeError
 from builder.host import tools
 from builder.host.accel import Accel
 from builder.recipe import Recipe, canonical_json
@@ -32,7 +32,7 @@ class Step:
     """A planned stage: its key, whether the cache has it, and why not."""
 
     stage: StageDef
-    key: str
+    key: str | None                 # None: not computable (offline, upstream never fetched)
     material: dict[str, Any]
     hit: bool
     reason: str
@@ -146,9 +146,23 @@ class Engine:
         }
 
     def plan(self, recipe: Recipe, stages: list[StageDef]) -> list[Step]:
+        """Each stage's key and whether the cache has it. Offline, a pin whose upstream file
+        was never downloaded makes that stage's key (and every later one) unknowable: those
+        steps are misses with key None and the reason, not an error, so a plan always shows
+        the whole pipeline."""
         steps: list[Step] = []
         for stage in stages:
-            mat = self.material(recipe, stage, steps[-1] if steps else None)
+            if steps and steps[-1].key is None:
+                steps.append(Step(stage, None, {}, False, f"input {steps[-1].stage.name} unknown offline"))
+                continue
+            try:
+                mat = self.material(recipe, stage, steps[-1] if steps else None)
+            except FetchError as exc:
+                if not self.offline:
+                    raise
+                steps.append(Step(stage, None, {}, False,
+                                  f"upstream pin unknown offline ({exc.message}); plan without --offline"))
+                continue
             key = hashlib.sha256(canonical_json(mat).encode()).hexdigest()
             hit = self.store.read_meta(key) is not None
             reason = "cached" if hit else diff_reason(self.store.last_material(recipe.name, stage.name), mat)

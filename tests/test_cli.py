@@ -81,9 +81,15 @@ def test_schema_generated():
     assert r.returncode == 0 and "`customize.hostname`" in r.stdout
 
 
-def test_plan_lists_every_stage_of_every_recipe():
-    r = ironforge("plan", "--all", "--offline", "--json")
+def test_plan_lists_every_stage_of_every_recipe(tmp_path):
+    # an empty cache: offline, no InRelease was ever downloaded, so no bootstrap key is knowable
+    r = ironforge("--cache-dir", str(tmp_path), "plan", "--all", "--offline", "--json")
     assert r.returncode == 0, r.stderr
+    first = {p["recipe"]: p["stages"] for p in json.loads(r.stdout)}["debian-12-amd64"]
+    assert first[0]["key"] is None and "unknown offline" in first[0]["reason"]
+    assert "InRelease" in first[0]["reason"] and "without --offline" in first[0]["reason"]
+    assert all(s["key"] is None and not s["hit"] for s in first)
+    assert first[1]["reason"] == "input bootstrap unknown offline"
     plans = {p["recipe"]: [s["stage"] for s in p["stages"]] for p in json.loads(r.stdout)}
     assert plans["debian-12-amd64"] == ["bootstrap", "disk", "customize", "drivers", "export", "verify"]
     assert plans["debian-12-amd64-installer"] == ["fetch", "install", "customize", "drivers", "export", "verify"]
