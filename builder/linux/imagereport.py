@@ -43,17 +43,10 @@ def check(report: dict[str, Any], wanted: list[str]) -> dict[str, Any] | None:
     built in) by the report; None when one is missing, so the caller must launch and fix it."""
     per_kernel = {}
     for v in report["kernels"]:
-        inside = set(report["modules"][v]["initramfs"])
-        builtin = set(report["modules"][v]["builtin"])
-        present, built = [], []
-        for m in wanted:
-            n = initramfs.norm(m)
-            if n in builtin:
-                built.append(m)
-            elif n in inside:
-                present.append(m)
-            else:
-                return None
-        per_kernel[v] = {"in_initramfs": present, "builtin": built}
+        km = initramfs.classify(v, wanted, set(report["modules"][v]["initramfs"]),
+                                set(report["modules"][v]["builtin"]))
+        if km.missing:
+            return None
+        per_kernel[v] = {"in_initramfs": km.present, "builtin": km.builtin}
     return {"kernels": list(report["kernels"]), "added_to_config": [], "rebuilt": [],
             "per_kernel": per_kernel}

@@ -101,9 +101,8 @@ def listing(g, version: str) -> set[str]:
     return module_names(g.command_lines(["lsinitramfs", path]))
 
 
-def check(g, version: str, modules: list[str], known: dict[str, tuple[set, set]]) -> KernelModules:
-    builtin, _avail = known[version]
-    inside = listing(g, version)
+def classify(version: str, modules: list[str], inside: set[str], builtin: set[str]) -> KernelModules:
+    """Each wanted module as built in, in the initramfs listing, or missing."""
     km = KernelModules(version)
     for m in modules:
         n = norm(m)
@@ -114,6 +113,11 @@ def check(g, version: str, modules: list[str], known: dict[str, tuple[set, set]]
         else:
             km.missing.append(m)
     return km
+
+
+def check(g, version: str, modules: list[str], known: dict[str, tuple[set, set]]) -> KernelModules:
+    builtin, _avail = known[version]
+    return classify(version, modules, listing(g, version), builtin)
 
 
 def ensure(g, modules: list[str], logger: logging.Logger | None = None) -> dict:
