@@ -6,6 +6,8 @@ A launch costs ~20 s under TCG, so a stage opens one session and batches every e
 from __future__ import annotations
 
 import contextlib
+import logging
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
@@ -13,6 +15,8 @@ from typing import Iterator
 from builder.errors import GuestfsError
 from builder.host.accel import Accel
 from builder.host.tools import require_python_module
+
+log = logging.getLogger("ironforge.guestfs")
 
 
 @dataclass(frozen=True)
@@ -75,11 +79,14 @@ def session(drives: list[Drive], accel: Accel, what: str = "image edit",
             if d.discard:
                 kw["discard"] = d.discard
             g.add_drive_opts(str(d.path), **kw)
+        t0 = time.monotonic()
         try:
             g.launch()
         except RuntimeError as exc:
             raise GuestfsError(f"{what}: the libguestfs appliance did not start: {exc}",
                                hint="run `ironforge doctor`; `libguestfs-test-tool` shows details") from exc
+        log.debug("%s: appliance up in %.1f s (%s)", what, time.monotonic() - t0,
+                  "KVM" if accel.kvm else "TCG")
         h = _ErrorTranslatingHandle(g, what)
         yield h
         try:

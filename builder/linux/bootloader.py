@@ -3,6 +3,13 @@
 grub-install and update-grub run inside the libguestfs appliance (``g.command`` chroots into
 the mounted guest with /dev, /proc and /sys bound), because they probe the real disk: that is
 the only part of making the disk that needs the guest's own code.
+
+Device names: libguestfs translates the names its API takes (/dev/sda is always the first
+drive added), but not strings inside a command run in the guest. The appliance kernel probes
+its SCSI disks in no fixed order, so our drive is sometimes /dev/sdb and the appliance's own
+root disk /dev/sda (seen in about one launch in four here). A literal "grub-install /dev/sda"
+then aimed at the appliance's disk and failed with "embedding is not possible ... cross-disk
+install". The install disk is therefore asked of GRUB itself: the disk holding /boot.
 """
 
 from __future__ import annotations
@@ -27,8 +34,9 @@ GRUB_DEFAULTS = {
 }
 
 
-def install_commands(firmware: str, disk: str = "/dev/sda") -> list[list[str]]:
-    """The commands, run inside the guest, that make it bootable."""
+def install_commands(firmware: str, disk: str) -> list[list[str]]:
+    """The commands, run inside the guest, that make it bootable; ``disk`` is the kernel's
+    name for the install disk inside the appliance (see target_disk)."""
     if firmware == "uefi":
         # --removable: \\EFI\\BOOT\\BOOTX64.EFI, found by any UEFI without NVRAM entries (the
         # image's NVRAM is not ours to write); --no-nvram: don't try.
@@ -37,6 +45,18 @@ def install_commands(firmware: str, disk: str = "/dev/sda") -> list[list[str]]:
     else:
         install = ["grub-install", "--target=i386-pc", "--no-floppy", disk]
     return [install, ["update-grub"]]
+
+
+_WHOLE_DISK = re.compile(r"^/dev/(?:[sv]d[a-z]+|nvme\d+n\d+|xvd[a-z]+)$")
+
+
+def target_disk(g) -> str:
+    """The appliance kernel's name for the disk that holds /boot (GRUB goes there), as GRUB sees it."""
+    disk = g.command(["grub-probe", "--target=disk", "/boot"]).strip()
+    if not _WHOLE_DISK.match(disk):
+        raise BuildError(f"grub-probe names {disk!r} as the disk holding /boot, not a whole disk",
+                         hint="the image's /boot must be on a partitioned disk")
+    return disk
 
 
 def check_grub_cfg(text: str, root_uuid: str) -> list[str]:
@@ -54,18 +74,10 @@ def check_grub_cfg(text: str, root_uuid: str) -> list[str]:
     return problems
 
 
-# What grub-install looked at, for the log when it fails: its idea of the boot directory's
-# drive and disk, and the kernel's view of the block devices.
-DIAGNOSTICS = ("grub-probe --target=drive /boot/grub", "grub-probe --target=disk /boot/grub",
+# What GRUB looked at, quoted when grub-install fails: its idea of the boot directory's drive
+# and disk, and the kernel's view of the block devices.
+DIAGNOSTICS = ("grub-probe --target=drive /boot", "grub-probe --target=disk /boot",
                "cat /proc/partitions", "grep ' / ' /proc/self/mountinfo")
-
-
-class GrubInstallError(BuildError):
-    """grub-install failed in this appliance; ``diagnostics`` holds what it saw."""
-
-    def __init__(self, message: str, hint: str | None = None, diagnostics: str = ""):
-        super().__init__(message, hint)
-        self.diagnostics = diagnostics
 
 
 def diagnose(g) -> str:
@@ -78,34 +90,22 @@ def diagnose(g) -> str:
     return "\n".join(out)
 
 
-def _with_retry(g, cmd: list[str], logger: logging.Logger, attempts: int = 2) -> str:
-    """grub-install inside the appliance sometimes fails on a loaded host with "embedding is not
-    possible ... cross-disk install" (seen about once in six builds): it took the install disk
-    for a bare filesystem. Retrying in the same appliance rarely helps (seen failing three times
-    in a row), a fresh appliance has always worked; so one retry here, then GrubInstallError
-    with what GRUB saw, for the caller to relaunch."""
-    for i in range(1, attempts + 1):
-        try:
-            return g.command(cmd)
-        except BuildError as exc:
-            if cmd[0] != "grub-install":
-                raise
-            diag = diagnose(g)
-            logger.warning("%s failed (attempt %d of %d): %s", cmd[0], i, attempts,
-                           exc.message.splitlines()[-1])
-            logger.debug("what GRUB saw:\n%s", diag)
-            if i == attempts:
-                raise GrubInstallError(exc.message, exc.hint, diagnostics=diag) from exc
-    raise AssertionError("unreachable")
+def _run(g, cmd: list[str]) -> str:
+    try:
+        return g.command(cmd)
+    except BuildError as exc:
+        if cmd[0] != "grub-install":
+            raise
+        raise BuildError(f"{exc.message}\nwhat GRUB saw:\n{diagnose(g)}", exc.hint) from exc
 
 
-def install(g, firmware: str, root_uuid: str, disk: str = "/dev/sda",
-            logger: logging.Logger | None = None) -> str:
+def install(g, firmware: str, root_uuid: str, logger: logging.Logger | None = None) -> str:
     """Install GRUB in the mounted guest; returns grub.cfg after checking it."""
     logger = logger or log
+    disk = target_disk(g) if firmware != "uefi" else ""
     for cmd in install_commands(firmware, disk):
         logger.info("in guest: %s", " ".join(cmd))
-        out = _with_retry(g, cmd, logger)
+        out = _run(g, cmd)
         for line in out.splitlines():
             logger.debug("  %s", line)
     cfg = g.cat("/boot/grub/grub.cfg")

@@ -60,25 +60,6 @@ def _guest_steps(g, lay: diskimage.Layout, ids: diskimage.Ids, firmware: str, ct
         ln.strip() for ln in cfg.splitlines() if ln.strip().startswith("linux")]}
 
 
-def _in_appliance(image, lay: diskimage.Layout, ids: diskimage.Ids, firmware: str,
-                  ctx: StageContext, launches: int = 2) -> dict[str, Any]:
-    """The guest steps in one launch; a second, fresh launch only if grub-install failed in the
-    first (it fails before writing anything, and every step is idempotent)."""
-    for n in range(1, launches + 1):
-        try:
-            # two vCPUs: update-grub under TCG uses both host cores (multi-threaded TCG)
-            with session([Drive(image, "qcow2", readonly=False)], ctx.accel,
-                         what="disk: install GRUB", smp=min(2, os.cpu_count() or 1)) as g:
-                return _guest_steps(g, lay, ids, firmware, ctx)
-        except bootloader.GrubInstallError as exc:
-            if n == launches:
-                raise BuildError(f"{exc.message}\nwhat GRUB saw:\n{exc.diagnostics}",
-                                 hint="grub-install failed in two fresh appliances; "
-                                      "rerun with -v and report the log") from exc
-            ctx.log.warning("grub-install failed in this appliance; launching a fresh one")
-    raise AssertionError("unreachable")
-
-
 def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     r = ctx.recipe
     art = _rootfs_input(inputs)
@@ -118,7 +99,10 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
         shutil.rmtree(ctx.workdir / tmp, ignore_errors=True)
 
     t0 = time.monotonic()
-    guest = _in_appliance(image, lay, ids, firmware, ctx)
+    # two vCPUs: update-grub under TCG uses both host cores (multi-threaded TCG)
+    with session([Drive(image, "qcow2", readonly=False)], ctx.accel, what="disk: install GRUB",
+                 smp=min(2, os.cpu_count() or 1)) as g:
+        guest = _guest_steps(g, lay, ids, firmware, ctx)
     timings["appliance_s"] = round(time.monotonic() - t0, 2)
 
     return Output(files={"image": IMAGE}, data={
