@@ -86,6 +86,7 @@ def inspect(image: Path) -> dict:
         facts["fstab"] = g.cat("/etc/fstab")
         facts["grub_cfg"] = g.cat("/boot/grub/grub.cfg")
         facts["default_grub"] = g.cat("/etc/default/grub")
+        facts["device_map"] = g.exists("/boot/grub/device.map")
         facts["machine_id_size"] = g.filesize("/etc/machine-id")
         facts["ssh_host_keys"] = g.glob_expand("/etc/ssh/ssh_host_*")
         facts["ssh_keygen_unit"] = g.is_file("/etc/systemd/system/ironforge-ssh-keygen.service")

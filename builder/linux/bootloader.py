@@ -47,6 +47,7 @@ def install_commands(firmware: str, disk: str) -> list[list[str]]:
     return [install, ["update-grub"]]
 
 
+DEVICE_MAP = "/boot/grub/device.map"
 _WHOLE_DISK = re.compile(r"^/dev/(?:[sv]d[a-z]+|nvme\d+n\d+|xvd[a-z]+)$")
 
 
@@ -102,12 +103,20 @@ def _run(g, cmd: list[str]) -> str:
 def install(g, firmware: str, root_uuid: str, logger: logging.Logger | None = None) -> str:
     """Install GRUB in the mounted guest; returns grub.cfg after checking it."""
     logger = logger or log
-    disk = target_disk(g) if firmware != "uefi" else ""
-    for cmd in install_commands(firmware, disk):
-        logger.info("in guest: %s", " ".join(cmd))
-        out = _run(g, cmd)
-        for line in out.splitlines():
-            logger.debug("  %s", line)
+    disk = target_disk(g)
+    # A device map for these two commands only: it makes GRUB call our disk hd0 whatever the
+    # appliance kernel calls it, so grub.cfg's search hints (--hint-bios=hd0,msdos1) are the
+    # same in every build. Debian ships none, so it goes again afterwards.
+    g.mkdir_p("/boot/grub")
+    g.write(DEVICE_MAP, f"(hd0)\t{disk}\n".encode())
+    try:
+        for cmd in install_commands(firmware, disk):
+            logger.info("in guest: %s", " ".join(cmd))
+            out = _run(g, cmd)
+            for line in out.splitlines():
+                logger.debug("  %s", line)
+    finally:
+        g.rm_f(DEVICE_MAP)
     cfg = g.cat("/boot/grub/grub.cfg")
     problems = check_grub_cfg(cfg, root_uuid)
     if problems:

@@ -42,7 +42,9 @@ def _rootfs_input(inputs: dict[str, Artifact]) -> Artifact:
     return art
 
 
-def _guest_steps(g, lay: diskimage.Layout, ids: diskimage.Ids, firmware: str, ctx: StageContext) -> dict[str, Any]:
+def _guest_steps(g, lay: diskimage.Layout, ids: diskimage.Ids, firmware: str, ctx: StageContext,
+                 timings: dict[str, float]) -> dict[str, Any]:
+    t0 = time.monotonic()
     g.mount(lay.root.device, "/")
     esp = lay.get("esp")
     if esp is not None:
@@ -50,12 +52,17 @@ def _guest_steps(g, lay: diskimage.Layout, ids: diskimage.Ids, firmware: str, ct
         g.mount(esp.device, "/boot/efi")
     cfg = bootloader.install(g, firmware, str(ids.root), logger=ctx.log)
     kernels = sorted(v for v in g.ls("/lib/modules") if g.is_dir(f"/lib/modules/{v}"))
+    timings["grub_s"] = round(time.monotonic() - t0, 2)
+    t0 = time.monotonic()
     # read back what the drivers stage checks, in this launch rather than one of its own
     report = imagereport.take(g)
+    timings["image_report_s"] = round(time.monotonic() - t0, 2)
+    t0 = time.monotonic()
     # fstrim each mounted filesystem so the blocks freed by the steps above don't bloat the image
     for mp in (["/boot/efi"] if esp is not None else []) + ["/"]:
         g.fstrim(mp)
     g.umount_all()
+    timings["trim_s"] = round(time.monotonic() - t0, 2)
     return {"kernels": kernels, "image_report": report, "grub_cfg_linux_lines": [
         ln.strip() for ln in cfg.splitlines() if ln.strip().startswith("linux")]}
 
@@ -102,7 +109,8 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     # two vCPUs: update-grub under TCG uses both host cores (multi-threaded TCG)
     with session([Drive(image, "qcow2", readonly=False)], ctx.accel, what="disk: install GRUB",
                  smp=min(2, os.cpu_count() or 1)) as g:
-        guest = _guest_steps(g, lay, ids, firmware, ctx)
+        timings["launch_s"] = round(time.monotonic() - t0, 2)
+        guest = _guest_steps(g, lay, ids, firmware, ctx, timings)
     timings["appliance_s"] = round(time.monotonic() - t0, 2)
 
     return Output(files={"image": IMAGE}, data={
@@ -123,7 +131,7 @@ def pins(ctx: StageContext) -> dict[str, Any]:
 
 
 STAGE = StageDef(
-    name=NAME, version=2,
+    name=NAME, version=3,
     # no customize.*: a changed hostname re-runs customize and after, not this
     reads=("firmware", "disk.size", "disk.partition_table", "disk.filesystem"),
     run=run, tools=("mke2fs", "sfdisk", "mkfs.fat", "qemu-img", "libguestfs"), pins=pins,

@@ -75,6 +75,11 @@ def test_grub_boots_root_by_uuid_with_serial_console(image):
         assert "root=/dev/" not in ln
     assert "serial --speed=115200" in f["grub_cfg"] and "terminal_output" in f["grub_cfg"]
     assert "GRUB_DISABLE_OS_PROBER=true" in f["default_grub"]
+    # our disk is hd0 in every search hint, whichever name the appliance kernel gave it, and
+    # the temporary device map is gone
+    hints = re.findall(r"--hint-bios=(\S+)", f["grub_cfg"])
+    assert hints and all(h.startswith("hd0,") for h in hints), hints
+    assert not f["device_map"]
 
 
 def test_initramfs_carries_the_virtio_modules(image):
