@@ -131,7 +131,7 @@ def pins(ctx: StageContext) -> dict[str, Any]:
 
 
 STAGE = StageDef(
-    name=NAME, version=3,
+    name=NAME, version=4,
     # no customize.*: a changed hostname re-runs customize and after, not this
     reads=("firmware", "disk.size", "disk.partition_table", "disk.filesystem"),
     run=run, tools=("mke2fs", "sfdisk", "mkfs.fat", "qemu-img", "libguestfs"), pins=pins,

@@ -49,15 +49,6 @@ class _Handle:
     def sh(self, script):
         return f"output of {script.split(' 2>&1')[0]}"
 
-    def mkdir_p(self, path):
-        self.calls.append(["mkdir_p", path])
-
-    def write(self, path, data):
-        self.calls.append(["write", path, data])
-
-    def rm_f(self, path):
-        self.calls.append(["rm_f", path])
-
     def cat(self, path):
         return f"\tlinux /vmlinuz root=UUID={U} ro console=tty0 console=ttyS0,115200\n"
 
@@ -65,10 +56,8 @@ class _Handle:
 def test_grub_goes_to_the_disk_grub_probe_names_not_a_fixed_sda():
     g = _Handle(probe="/dev/sdb\n")
     bootloader.install(g, "bios", U)
-    # GRUB calls it hd0 while it installs (stable search hints), and the map goes again
-    assert g.calls.index(["write", "/boot/grub/device.map", b"(hd0)\t/dev/sdb\n"]) \
-        < g.calls.index(["grub-install", "--target=i386-pc", "--no-floppy", "/dev/sdb"]) \
-        < g.calls.index(["update-grub"]) < g.calls.index(["rm_f", "/boot/grub/device.map"])
+    assert g.calls.index(["grub-install", "--target=i386-pc", "--no-floppy", "/dev/sdb"]) \
+        < g.calls.index(["update-grub"])
     with pytest.raises(BuildError, match="not a whole disk"):
         bootloader.install(_Handle(probe="/dev/sdb1\n"), "bios", U)
 
