@@ -72,6 +72,8 @@ class KernelModules:
 def installed_kernels(g) -> list[str]:
     """Kernel versions with modules and an initrd, sorted."""
     out = []
+    if not g.is_dir("/lib/modules"):       # a kernel-less image (a container's root, say)
+        return out
     for v in sorted(g.ls("/lib/modules")):
         if g.is_dir(f"/lib/modules/{v}") and g.is_file(f"/boot/initrd.img-{v}", followsymlinks=True):
             out.append(v)

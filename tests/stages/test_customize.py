@@ -151,7 +151,10 @@ def test_every_feature_in_one_launch_read_back_independently(full_recipe, tmp_pa
     # the image report was read after the edits, in the same launch: it lists the new package
     rep = out.data["image_report"]
     assert "hello" in {p["name"] for p in rep["facts"]["packages"]}
-    assert all("virtio_blk" in rep["modules"][k]["initramfs"] for k in rep["kernels"])
+    # the test base image has no kernel: the report says so, and the drivers stage, finding it
+    # unusable, would launch and fail with "no installed kernel" (tests/stages/test_drivers.py
+    # covers real kernels)
+    assert rep["kernels"] == [] and rep["modules"] == {}
 
     # Secrets appear nowhere: not in DEBUG logs, not in the artifact data, not in the image bytes.
     logs = caplog.text + json.dumps(out.data)
