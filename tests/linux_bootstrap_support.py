@@ -18,6 +18,7 @@ from builder.cache.store import Store
 from builder.engine import Engine, RunResult
 from builder.host.accel import choose
 from builder.host.guestfs_session import Drive, session
+from builder.linux import bootloader
 from builder.recipe import Recipe, load
 from builder.stages import bootstrap, disk, drivers
 
@@ -86,7 +87,11 @@ def inspect(image: Path) -> dict:
         facts["fstab"] = g.cat("/etc/fstab")
         facts["grub_cfg"] = g.cat("/boot/grub/grub.cfg")
         facts["default_grub"] = g.cat("/etc/default/grub")
-        facts["device_map"] = g.exists("/boot/grub/device.map")
+        # the appliance kernel's names (not libguestfs's translated ones) for our disk and the
+        # root filesystem's device: what grub-install is handed must match them
+        facts["grub_target_disk"] = bootloader.target_disk(g)
+        facts["kernel_root_device"] = g.command(
+            ["sh", "-c", "grep ' / ' /proc/self/mountinfo"]).split(" - ")[1].split()[1]
         facts["machine_id_size"] = g.filesize("/etc/machine-id")
         facts["ssh_host_keys"] = g.glob_expand("/etc/ssh/ssh_host_*")
         facts["ssh_keygen_unit"] = g.is_file("/etc/systemd/system/ironforge-ssh-keygen.service")

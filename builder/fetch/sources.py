@@ -12,8 +12,8 @@ from typing import Any
 from builder import arch as archmod
 from builder.cache.store import Store
 from builder.errors import ChecksumError, FetchError, UsageError
-from builder.fetch.http import FetchOptions, cached, check_digest, fetch_url
 from builder.fetch.debian import VerifiedRelease, inrelease, suite_for
+from builder.fetch.http import FetchOptions, cached, check_digest, fetch_url
 from builder.fetch.installer import fetch_installer
 
 log = logging.getLogger("ironforge.fetch")

@@ -104,7 +104,7 @@ def _run(g, cmd: list[str]) -> str:
 def install(g, firmware: str, root_uuid: str, logger: logging.Logger | None = None) -> str:
     """Install GRUB in the mounted guest; returns grub.cfg after checking it."""
     logger = logger or log
-    disk = target_disk(g)
+    disk = target_disk(g) if firmware != "uefi" else ""     # a removable UEFI install names no disk
     for cmd in install_commands(firmware, disk):
         logger.info("in guest: %s", " ".join(cmd))
         out = _run(g, cmd)

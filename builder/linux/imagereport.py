@@ -24,9 +24,8 @@ def take(g) -> dict[str, Any]:
     kernels = initramfs.installed_kernels(g)
     modules = {}
     for v in kernels:
-        builtin = initramfs.module_names(
-            initramfs.read_optional(g, f"/lib/modules/{v}/modules.builtin").splitlines())
-        modules[v] = {"initramfs": sorted(initramfs.listing(g, v)), "builtin": sorted(builtin)}
+        modules[v] = {"initramfs": sorted(initramfs.listing(g, v)),
+                      "builtin": sorted(initramfs.builtin_modules(g, v))}
     return {"version": VERSION, "kernels": kernels, "modules": modules,
             "facts": guestfacts.collect(g, kernels)}
 

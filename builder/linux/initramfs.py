@@ -84,6 +84,11 @@ def read_optional(g, path: str) -> str:
     return g.cat(path) if g.is_file(path, followsymlinks=True) else ""
 
 
+def builtin_modules(g, version: str) -> set[str]:
+    """Modules compiled into kernel ``version`` (its modules.builtin)."""
+    return module_names(read_optional(g, f"/lib/modules/{version}/modules.builtin").splitlines())
+
+
 def listing(g, version: str) -> set[str]:
     """Module names in /boot/initrd.img-<version>.
 
@@ -131,7 +136,7 @@ def ensure(g, modules: list[str], logger: logging.Logger | None = None) -> dict:
                          "/boot/initrd.img-<v>)", hint="the image needs a linux-image package")
     known: dict[str, tuple[set, set]] = {}
     for v in kernels:
-        builtin = module_names(read_optional(g, f"/lib/modules/{v}/modules.builtin").splitlines())
+        builtin = builtin_modules(g, v)
         avail = module_names(read_optional(g, f"/lib/modules/{v}/modules.dep").splitlines())
         unknown = [m for m in modules if norm(m) not in builtin and norm(m) not in avail]
         if unknown:
