@@ -31,6 +31,19 @@ class BuildError(IronforgeError):
     """A stage failed (exit 1)."""
 
 
+class ToolTimeout(BuildError):
+    """A host tool ran past its time limit and was killed (exit 1)."""
+
+
+class ToolFailed(BuildError):
+    """A host tool exited non-zero (exit 1). ``output`` holds the tail of what it printed."""
+
+    def __init__(self, message: str, *, returncode: int, output: str = "", hint: str | None = None):
+        super().__init__(message, hint=hint)
+        self.returncode = returncode
+        self.output = output
+
+
 class FetchError(BuildError):
     """A download or its verification failed."""
 
