@@ -245,11 +245,13 @@ def _targets(app: App, names, all_) -> list:
 
 def build_one(app: App, r, force: bool, verify: bool, offline: bool, options: dict) -> dict:
     from builder.publish import publish
+    from builder.cache.lease import Lease
     stages = pipeline.stages_for(r, verify=verify)
     engine = app.engine(offline=offline, options=options)
-    result = engine.run(r, stages, force=force)
-    verification = result.artifacts["verify"].data if "verify" in result.artifacts else None
-    out = publish(result, app.output_dir, engine.accel, verification)
+    with Lease(app.store) as lease:  # the stages stay pinned against `cache gc` until published
+        result = engine.run(r, stages, force=force, lease=lease)
+        verification = result.artifacts["verify"].data if "verify" in result.artifacts else None
+        out = publish(result, app.output_dir, engine.accel, verification)
     hits = sum(s.hit for s in result.steps)
     return {"recipe": r.name, "ok": True, "output": str(out),
             "image": str(out / f"{r.name}.qcow2"), "cached_stages": hits, "stages": len(result.steps),
@@ -269,6 +271,8 @@ def build_cmd(app: App, names, all_, force, jobs, no_verify, offline, as_json):
     """Build recipes into output/<name>/, verified to boot unless --no-verify."""
     targets = _targets(app, names, all_)
     app.accel()
+    from builder.cache.sweep import sweep
+    sweep(app.store, app.output_dir)  # leftovers of killed runs
     results, failures = [], []
 
     def one(r):
@@ -445,6 +449,45 @@ def run_cmd(app: App, image, arch, no_snapshot, memory, cpus, firmware):
     rc = run_interactive(p, arch, app.accel(), snapshot=not no_snapshot, firmware=firmware or "bios",
                          memory_mb=memory, cpus=cpus)
     raise SystemExit(rc)
+
+
+# -- cache ---------------------------------------------------------------------------------------
+
+@cli.group("cache")
+def cache_cmd():
+    """Disk use of the cache, and removing what nothing needs."""
+
+
+@cache_cmd.command("du")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def cache_du(app: App, as_json):
+    """Sizes per stage and per recipe (allocated blocks, hard links counted once)."""
+    from builder.cache.usage import render, scan
+    usage = scan(app.store)
+    if as_json:
+        _emit_json(usage.to_dict())
+    else:
+        click.echo(render(usage))
+
+
+@cache_cmd.command("gc")
+@click.option("--keep-days", type=click.FloatRange(0, 36500), default=30, show_default=True,
+              help="Keep every stage used, and each recipe's latest build, within this many days.")
+@click.option("--max-size", default=None, help="Evict least recently used unkept stages until the cache is "
+              "under this size (e.g. 20G); without it every unkept one goes.")
+@click.option("--dry-run", is_flag=True, help="List what would go; delete nothing.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def cache_gc(app: App, keep_days, max_size, dry_run, as_json):
+    """Remove what no published output (--output-dir) or recent build needs; safe beside builds."""
+    from builder.cache.gc import gc, parse_size, render
+    limit = parse_size(max_size) if max_size is not None else None
+    report = gc(app.store, app.output_dir, keep_days=keep_days, max_size=limit, dry_run=dry_run)
+    if as_json:
+        _emit_json(report.to_dict())
+    else:
+        click.echo(render(report))
 
 
 # -- doctor --------------------------------------------------------------------------------------

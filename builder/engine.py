@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from builder.cache.lease import Lease
 from builder.cache.store import Store
 from builder.errors import FetchError, IronforgeError
 from builder.host import tools
@@ -173,9 +174,14 @@ class Engine:
         return Artifact(stage=stage.name, key=key, dir=self.store.stage_dir(key),
                         files=dict(meta.get("files", {})), data=dict(meta.get("data", {})))
 
-    def run(self, recipe: Recipe, stages: list[StageDef], force: bool = False) -> RunResult:
+    def run(self, recipe: Recipe, stages: list[StageDef], force: bool = False,
+            lease: Lease | None = None) -> RunResult:
         """Run the stages in order, reusing every cached one; each finished stage is durable,
-        so a killed run resumes from the last stage that finished."""
+        so a killed run resumes from the last stage that finished. Every stage used stays
+        pinned against ``cache gc`` while ``lease`` lasts (by default, while this call runs)."""
+        if lease is None:
+            with Lease(self.store) as own:
+                return self.run(recipe, stages, force, lease=own)
         self.store.remove_dead_workdirs()
         result = RunResult(recipe)
         previous: Step | None = None
@@ -186,6 +192,7 @@ class Engine:
             step = Step(stage, key, mat, False, "")
             t0 = time.monotonic()
             with self.store.stage_lock(key):
+                lease.hold(key)  # before the meta is read: see builder/cache/lease.py
                 meta = None if force else self.store.read_meta(key)
                 if meta is not None:
                     log.info("[%d/%d] %s: cached (%s)", i, total, stage.name, key[:12])

@@ -73,7 +73,7 @@ def publish(result: RunResult, output_root: Path, accel: Accel, verification: di
     recipe = result.recipe
     name = recipe.name
     output_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-", dir=output_root))
+    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=output_root))  # pid: see cache/sweep.py
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; published images are for everyone on the host
         export = result.artifacts["export"]

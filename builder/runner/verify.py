@@ -12,6 +12,7 @@ from __future__ import annotations
 import concurrent.futures
 import dataclasses
 import logging
+import os
 import threading
 import re
 import secrets
@@ -134,7 +135,7 @@ def verify_image(target: VerifyTarget, out_dir: Path, *, accel: Accel | None = N
     screenshot = out_dir / "screenshot.png"
     for stale in (serial, screenshot):
         stale.unlink(missing_ok=True)
-    work = Path(tempfile.mkdtemp(prefix=".verify-", dir=out_dir))
+    work = Path(tempfile.mkdtemp(prefix=f".verify-{os.getpid()}-", dir=out_dir))  # pid: see cache/sweep.py
     expected_arch = archmod.normalise(target.arch) if target.arch else None
     firmware = target.firmware
     inject_seconds = None
