@@ -51,6 +51,7 @@ class Usage:
     stages: list[StageUsage] = field(default_factory=list)
     downloads: list[DownloadUsage] = field(default_factory=list)
     work_bytes: int = 0              # stages/tmp: builds in progress or leftovers of killed ones
+    layout_bytes: dict[str, int] = field(default_factory=dict)   # the stages/ and downloads/ dirs
     other: dict[str, int] = field(default_factory=dict)
     # every inode under the root -> (allocated bytes, names it has under the root)
     inode_bytes: dict[Inode, int] = field(default_factory=dict)
@@ -62,7 +63,7 @@ class Usage:
 
     @property
     def downloads_bytes(self) -> int:
-        return sum(d.bytes for d in self.downloads)
+        return sum(d.bytes for d in self.downloads) + self.layout_bytes.get("downloads", 0)
 
     def to_dict(self) -> dict:
         by_stage: dict[str, dict[str, int]] = {}
@@ -75,7 +76,8 @@ class Usage:
         return {
             "root": str(self.root),
             "total_bytes": self.total,
-            "stages": {"count": len(self.stages), "bytes": sum(s.bytes for s in self.stages)},
+            "stages": {"count": len(self.stages),
+                       "bytes": sum(s.bytes for s in self.stages) + self.layout_bytes.get("stages", 0)},
             "by_stage": dict(sorted(by_stage.items())),
             "by_recipe": dict(sorted(by_recipe.items())),
             "downloads": {"count": sum(1 for d in self.downloads if d.sha256),
@@ -147,11 +149,12 @@ def scan(store: Store) -> Usage:
     if not store.root.is_dir():
         return usage
     sc = _Scan(usage)
+    usage.other["."] = sc.charge(store.root, None, walk=False)
     downloads = store.root / "downloads"
     if downloads.is_dir():
-        sc.charge(downloads, None, walk=False)
+        layout = sc.charge(downloads, None, walk=False)
         for sub in sorted(p for p in downloads.iterdir() if p.is_dir()):
-            sc.charge(sub, None, walk=False)
+            layout += sc.charge(sub, None, walk=False)
             for f in sorted(sub.iterdir()):
                 st = _stat(f)
                 if st is None:
@@ -160,9 +163,10 @@ def scan(store: Store) -> Usage:
                 d = DownloadUsage(f, sha, st.st_mtime)
                 d.bytes = sc.charge(f, d)
                 usage.downloads.append(d)
+        usage.layout_bytes["downloads"] = layout
     stages = store.root / "stages"
     if stages.is_dir():
-        sc.charge(stages, None, walk=False)
+        usage.layout_bytes["stages"] = sc.charge(stages, None, walk=False)
         for d in sorted(stages.iterdir()):
             if d.name == "tmp" or not d.is_dir() or d.is_symlink():
                 continue
