@@ -352,28 +352,32 @@ def gc(store: Store, output_root: Path | None, *, keep_days: float = DEFAULT_KEE
         if not dry_run:
             d.path.unlink(missing_ok=True)
 
+    # the store lock only for the download passes: a build starting meanwhile waits for it
     with try_exclusive(store_lock_path(store)) as store_free:
         report.downloads_busy = not store_free
         download_pass(store_free)
-        progress = True
-        while progress and not under():
-            progress = False
-            for s in candidates:
-                if s.key in removed or s.key in skipped or dependents_left(s.key):
-                    continue
-                outcome = _remove_stage(store, s, dry_run)
-                if outcome == "removed":
-                    removed.add(s.key)
-                    del remaining[s.key]
-                    report.removed_stages.append({"key": s.key, "stage": s.stage, "recipe": s.recipe,
-                                                  "complete": s.complete, "last_used": _iso(s.last_used),
-                                                  "bytes": sizer.drop(s)})
-                else:
-                    skipped.add(s.key)
-                    report.busy.append({"key": s.key, "stage": s.stage, "recipe": s.recipe, "why": outcome})
-                progress = True
-                break  # re-pick the least recently used removable one
-        download_pass(store_free)
+    progress = True
+    while progress and not under():
+        progress = False
+        for s in candidates:
+            if s.key in removed or s.key in skipped or dependents_left(s.key):
+                continue
+            outcome = _remove_stage(store, s, dry_run)
+            if outcome == "removed":
+                removed.add(s.key)
+                del remaining[s.key]
+                report.removed_stages.append({"key": s.key, "stage": s.stage, "recipe": s.recipe,
+                                              "complete": s.complete, "last_used": _iso(s.last_used),
+                                              "bytes": sizer.drop(s)})
+            else:
+                skipped.add(s.key)
+                report.busy.append({"key": s.key, "stage": s.stage, "recipe": s.recipe, "why": outcome})
+            progress = True
+            break  # re-pick the least recently used removable one
+    if removed and not under():  # downloads only the removed stages named
+        with try_exclusive(store_lock_path(store)) as store_free:
+            report.downloads_busy = report.downloads_busy or not store_free
+            download_pass(store_free)
     report.size_after = sizer.size
     return report
 

@@ -149,7 +149,7 @@ def scan(store: Store) -> Usage:
     if not store.root.is_dir():
         return usage
     sc = _Scan(usage)
-    usage.other["."] = sc.charge(store.root, None, walk=False)
+    usage.other["(store dir)"] = sc.charge(store.root, None, walk=False)
     downloads = store.root / "downloads"
     if downloads.is_dir():
         layout = sc.charge(downloads, None, walk=False)
