@@ -1,7 +1,7 @@
 """The cache-aware stage runner.
 
-A stage's cache key is the sha256 of canonical JSON holding its name and version, the recipe
-values it reads, the key of the stage before it, the versions of the host tools it uses and
+A stage's cache key is the sha256 of canonical JSON holding its name and version, digests of
+its code (its module and the project modules that module imports), the recipe values it reads, the key of the stage before it, the versions of the host tools it uses and
 its upstream pins. A scheduled rebuild therefore re-runs exactly the stages whose inputs
 changed, and those after them; everything else is a hit.
 """
@@ -15,6 +15,7 @@ import time
 from dataclasses import dataclass, field
 from typing import Any
 
+from builder.cache.codekey import CodeDigests
 from builder.cache.store import Store
 from builder.errors import FetchError, IronforgeError
 from builder.host import tools
@@ -100,6 +101,8 @@ def diff_reason(old: dict | None, new: dict) -> str:
         return "never built"
     if old.get("version") != new.get("version"):
         return f"stage version {old.get('version')} -> {new.get('version')}"
+    if old.get("code") != new.get("code"):
+        return code_reason(old.get("code"), new.get("code") or {})
     o, n = old.get("reads", {}), new.get("reads", {})
     changed = [f"{p} changed" for k in sorted(set(o) | set(n)) for p in _changed_paths(k, o.get(k), n.get(k))]
     if changed:
@@ -115,6 +118,15 @@ def diff_reason(old: dict | None, new: dict) -> str:
     return "not in the cache (evicted or never finished)"
 
 
+def code_reason(old: dict | None, new: dict) -> str:
+    """ "code changed: builder/stages/disk.py" (the files whose code differs, at most three)."""
+    if not isinstance(old, dict):
+        return "code changed (built before keys covered code)"
+    files = [f for f in sorted(set(old) | set(new)) if old.get(f) != new.get(f)]
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    return f"code changed: {shown}"
+
+
 @dataclass
 class Engine:
     store: Store
@@ -123,6 +135,8 @@ class Engine:
     offline: bool = False
     debug: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    # memo of source digests: each module file is parsed once per process
+    code: CodeDigests = field(default_factory=CodeDigests, repr=False)
 
     def _context(self, recipe: Recipe, workdir, stage: StageDef,
                  pins: dict[str, Any] | None = None) -> StageContext:
@@ -138,6 +152,7 @@ class Engine:
         return {
             "stage": stage.name,
             "version": stage.version,
+            "code": self.code.for_functions(stage.run, stage.pins),
             "reads": {k: _read_value(recipe, k) for k in stage.reads},
             "previous": previous.key if previous else None,
             "previous_stage": previous.stage.name if previous else None,
