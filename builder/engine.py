@@ -21,6 +21,7 @@ from builder.errors import FetchError, IronforgeError
 from builder.host import tools
 from builder.host.accel import Accel
 from builder.recipe import Recipe, canonical_json
+from builder.recipe_view import RecipeView
 from builder.stage import Artifact, Output, StageContext, StageDef
 
 log = logging.getLogger("ironforge.engine")
@@ -140,7 +141,7 @@ class Engine:
 
     def _context(self, recipe: Recipe, workdir, stage: StageDef,
                  pins: dict[str, Any] | None = None) -> StageContext:
-        return StageContext(recipe=recipe, accel=self.accel, store=self.store, workdir=workdir,
+        return StageContext(recipe=RecipeView(recipe, stage.name, stage.reads), accel=self.accel, store=self.store, workdir=workdir,
                             log=logging.getLogger(f"ironforge.stage.{stage.name}"),
                             progress=self.progress, offline=self.offline, debug=self.debug,
                             options=self.options, pins=dict(pins or {}))
