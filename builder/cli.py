@@ -259,7 +259,7 @@ def build_one(app: App, r, force: bool, verify: bool, offline: bool, options: di
 @cli.command("build")
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Build every recipe in the recipes directory.")
-@click.option("--force", is_flag=True, help="Re-run every stage even when cached.")
+@click.option("--force", is_flag=True, help="Re-run every stage even when cached (into new cache entries: a cached one is never replaced).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, help="Recipes built in parallel.")
 @click.option("--no-verify", is_flag=True, help="Skip the boot verification stage.")
 @click.option("--offline", is_flag=True, help="Use the cache only; no network.")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
@@ -199,6 +200,15 @@ class Engine:
         for i, stage in enumerate(stages, 1):
             mat = self.material(recipe, stage, previous)
             key = hashlib.sha256(canonical_json(mat).encode()).hexdigest()
+            forced_aside = False
+            if force and self.store.read_meta(key) is not None:
+                # --force never replaces a complete entry: another recipe's layer may use its
+                # image as a qcow2 backing file. The re-run goes under a key of its own (and so
+                # does every stage after it, whose "previous" differs); unforced builds keep
+                # hitting the original entry until cache gc removes what nothing needs.
+                mat = dict(mat, forced=f"{time.time_ns()}-{os.getpid()}")
+                key = hashlib.sha256(canonical_json(mat).encode()).hexdigest()
+                forced_aside = True
             step = Step(stage, key, mat, False, "")
             t0 = time.monotonic()
             with self.store.stage_lock(key):
@@ -212,7 +222,8 @@ class Engine:
                     log.info("[%d/%d] %s: running (%s)", i, total, stage.name, reason)
                     meta = self._execute(recipe, stage, key, mat, result.artifacts)
                     hit = False
-            self.store.remember_material(recipe.name, stage.name, mat)
+            if not forced_aside:  # a one-off key explains no later miss
+                self.store.remember_material(recipe.name, stage.name, mat)
             art = self._artifact(stage, key, meta)
             result.artifacts[stage.name] = art
             result.steps.append(StepReport(stage.name, key, hit, round(time.monotonic() - t0, 3), reason))

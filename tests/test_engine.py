@@ -261,3 +261,52 @@ def test_editing_a_helper_the_stage_imports_reruns_it(dirs, codepkg):
     r = eng.run(F.recipe(), load())
     assert r.artifacts["s3"].path("out").read_text() == "|s1=1|s2->2|s3=3"
     assert F.runs(counter) == ["s1", "s2", "s3", "s2", "s3"]
+
+
+# -- immutable artifacts ---------------------------------------------------------------------------
+
+def _guest_bytes(image: Path, tmp: Path) -> str:
+    """sha256 of what a guest would read from ``image`` (its whole backing chain, flattened)."""
+    import hashlib
+    from builder.host.proc import run
+    raw = tmp / f"flat-{time.time_ns()}.raw"
+    run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)], what="qemu-img convert", timeout=60)
+    try:
+        return hashlib.sha256(raw.read_bytes()).hexdigest()
+    finally:
+        raw.unlink()
+
+
+def test_force_never_changes_a_backing_file_another_layer_uses(dirs, tmp_path):
+    """Recipes one and two share the base stage; two's layer has one's base image as its qcow2
+    backing file. ``--force`` on one re-runs everything (new, different bytes) and leaves what
+    two's guest sees intact, and unforced builds keep hitting the original entries."""
+    cache, counter = dirs
+    eng = F.engine(cache, counter)
+    one, two = F.recipe("one", x=1, y=1), F.recipe("two", x=1, y=2)
+    r1 = eng.run(one, [F.BASE, F.LAYER])
+    r2 = eng.run(two, [F.BASE, F.LAYER])
+    assert [s.hit for s in r2.steps] == [True, False]
+    layer2 = r2.artifacts["layer"].image
+    before = _guest_bytes(layer2, tmp_path)
+    base_before = _guest_bytes(r1.artifacts["base"].image, tmp_path)
+
+    forced = eng.run(one, [F.BASE, F.LAYER], force=True)
+    assert [s.hit for s in forced.steps] == [False, False]
+    assert F.runs(counter) == ["base", "layer", "layer", "base", "layer"]
+    assert _guest_bytes(layer2, tmp_path) == before                       # two's guest: unchanged
+    assert _guest_bytes(forced.artifacts["base"].image, tmp_path) != base_before  # really re-run
+    assert forced.artifacts["base"].dir != r1.artifacts["base"].dir       # built under a new key
+    assert _guest_bytes(r1.artifacts["base"].image, tmp_path) == base_before
+
+    again = eng.run(one, [F.BASE, F.LAYER])
+    assert [s.hit for s in again.steps] == [True, True]
+    assert again.artifacts["layer"].dir == r1.artifacts["layer"].dir
+
+
+def test_committed_files_are_read_only(dirs):
+    cache, counter = dirs
+    r = F.engine(cache, counter).run(F.recipe(x=1), [F.A])
+    d = r.artifacts["a"].dir
+    modes = {p.name: p.stat().st_mode & 0o777 for p in d.iterdir()}
+    assert modes == {"a.txt": 0o444, "meta.json": 0o444}
