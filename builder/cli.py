@@ -430,9 +430,12 @@ def verify_cmd(app: App, items, parallel, timeout, stall, checks, junit, evidenc
 @click.option("--memory", type=click.IntRange(128, 65536), default=1024, show_default=True)
 @click.option("--cpus", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--firmware", type=click.Choice(["bios", "uefi"]), default=None)
+@click.option("--copy", "copy_to", type=click.Path(path_type=Path), default=None,
+              help="Copy the image to this new file and boot the copy writable (implies --no-snapshot).")
 @pass_app
-def run_cmd(app: App, image, arch, no_snapshot, memory, cpus, firmware):
+def run_cmd(app: App, image, arch, no_snapshot, memory, cpus, firmware, copy_to):
     """Boot an image with the serial console on this terminal (quit: Ctrl-A x)."""
+    from builder.private_image import require_private
     from builder.runner.interactive import run_interactive
     p = Path(image)
     if not p.is_file():
@@ -442,6 +445,14 @@ def run_cmd(app: App, image, arch, no_snapshot, memory, cpus, firmware):
             raise UsageError(f"{image}: no built image at {p}", hint=f"run: ironforge build {r.name}")
         arch = arch or r.arch
         firmware = firmware or r.get("firmware")
+    if copy_to is not None:
+        from builder.clone import clone_file
+        from builder.private_image import check_copy_destination
+        check_copy_destination(copy_to, app.cache_dir, app.output_dir)
+        clone_file(p, copy_to)
+        p, no_snapshot = copy_to, True
+    if no_snapshot:
+        require_private(p, app.cache_dir, app.output_dir)
     rc = run_interactive(p, arch, app.accel(), snapshot=not no_snapshot, firmware=firmware or "bios",
                          memory_mb=memory, cpus=cpus)
     raise SystemExit(rc)
