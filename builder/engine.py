@@ -1,8 +1,9 @@
 """The cache-aware stage runner.
 
 A stage's cache key is the sha256 of canonical JSON holding its name and version, digests of
-its code (its module and the project modules that module imports), the recipe values it reads, the key of the stage before it, the versions of the host tools it uses and
-its upstream pins. A scheduled rebuild therefore re-runs exactly the stages whose inputs
+its code (its module and the project modules that module imports), the recipe values it
+reads, the key of the stage before it, the versions of the host tools it uses and its
+upstream pins. A scheduled rebuild therefore re-runs exactly the stages whose inputs
 changed, and those after them; everything else is a hit.
 """
 
@@ -142,7 +143,9 @@ class Engine:
 
     def _context(self, recipe: Recipe, workdir, stage: StageDef,
                  pins: dict[str, Any] | None = None) -> StageContext:
-        return StageContext(recipe=RecipeView(recipe, stage.name, stage.reads), accel=self.accel, store=self.store, workdir=workdir,
+        # the stage sees only the recipe keys its key covers (builder/recipe_view.py)
+        return StageContext(recipe=RecipeView(recipe, stage.name, stage.reads), accel=self.accel,
+                            store=self.store, workdir=workdir,
                             log=logging.getLogger(f"ironforge.stage.{stage.name}"),
                             progress=self.progress, offline=self.offline, debug=self.debug,
                             options=self.options, pins=dict(pins or {}))
