@@ -19,7 +19,8 @@ from fetch_support import Route
 def ctx_for(recipe, store: Store, workdir, signer, fast, offline=False) -> StageContext:
     workdir.mkdir(parents=True, exist_ok=True)
     from builder.recipe_view import RecipeView  # what the engine hands the stage
-    return StageContext(recipe=RecipeView(recipe, stage.STAGE.name, stage.STAGE.reads), accel=Accel("tcg", "test"), store=store, workdir=workdir,
+    return StageContext(recipe=RecipeView(recipe, stage.STAGE.name, stage.STAGE.reads),
+                        accel=Accel("tcg", "test"), store=store, workdir=workdir,
                         log=logging.getLogger("ironforge.test"), offline=offline,
                         options={"fetch_keyrings": [signer.keyring], "fetch_options": fast})
 

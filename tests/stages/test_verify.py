@@ -40,7 +40,8 @@ def _ctx(tmp_path: Path, recipe, **options) -> StageContext:
     work = tmp_path / "work"
     work.mkdir()
     # the view the engine gives the stage: a read outside STAGE.reads fails the test
-    return StageContext(recipe=RecipeView(recipe, STAGE.name, STAGE.reads), accel=choose(), store=Store(tmp_path / "cache"), workdir=work,
+    return StageContext(recipe=RecipeView(recipe, STAGE.name, STAGE.reads), accel=choose(),
+                        store=Store(tmp_path / "cache"), workdir=work,
                         log=logging.getLogger("ironforge.stage.verify"), options=options)
 
 
