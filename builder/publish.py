@@ -4,8 +4,9 @@ new complete one, never a mix, and a kill at any point leaves debris the next pu
 
 Published files are read-only and never share a writable inode with the cache: a file is
 hard-linked only when its mode protects it (read-only, and we are not root, whom modes do not
-stop); otherwise it is cloned (reflink, else a sparse copy). Writing to a published image can
-therefore never change a cache entry that other layers use as their backing file.
+stop); otherwise it is cloned (reflink, else a sparse copy). So writing to a published image
+cannot change a cache entry that other layers use as their backing file, short of someone
+first making a linked file writable on purpose.
 """
 
 from __future__ import annotations
