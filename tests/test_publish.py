@@ -58,18 +58,6 @@ def test_sigkill_at_each_step_leaves_a_complete_output_and_the_next_run_sweeps(t
     assert _debris(output) == []             # the dead run's debris was swept
 
 
-def test_a_live_publishers_work_dir_is_not_swept(tmp_path):
-    from builder import swap
-    output = tmp_path / "output"
-    mine = swap.work_dir(output, "pub")      # our own pid: alive
-    dead = output / ".pub.tmp-999999999-xyz"  # beyond pid_max: never alive
-    dead.mkdir()
-    old_style = output / ".pub.old-999999999"
-    old_style.mkdir()
-    assert sorted(swap.sweep(output)) == sorted([dead, old_style])
-    assert mine.is_dir()
-
-
 def test_published_files_are_read_only_and_writing_one_cannot_change_the_cache(tmp_path):
     cache, output = tmp_path / "cache", tmp_path / "output"
     eng, result = P.build(cache, "abc")
