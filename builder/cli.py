@@ -261,7 +261,7 @@ def build_one(app: App, r, force: bool, verify: bool, offline: bool, options: di
 @cli.command("build")
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Build every recipe in the recipes directory.")
-@click.option("--force", is_flag=True, help="Re-run every stage even when cached.")
+@click.option("--force", is_flag=True, help="Re-run every stage even when cached (into new cache entries: a cached one is never replaced).")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, help="Recipes built in parallel.")
 @click.option("--no-verify", is_flag=True, help="Skip the boot verification stage.")
 @click.option("--offline", is_flag=True, help="Use the cache only; no network.")
@@ -434,9 +434,12 @@ def verify_cmd(app: App, items, parallel, timeout, stall, checks, junit, evidenc
 @click.option("--memory", type=click.IntRange(128, 65536), default=1024, show_default=True)
 @click.option("--cpus", type=click.IntRange(1, 64), default=1, show_default=True)
 @click.option("--firmware", type=click.Choice(["bios", "uefi"]), default=None)
+@click.option("--copy", "copy_to", type=click.Path(path_type=Path), default=None,
+              help="Copy the image to this new file and boot the copy writable (implies --no-snapshot).")
 @pass_app
-def run_cmd(app: App, image, arch, no_snapshot, memory, cpus, firmware):
+def run_cmd(app: App, image, arch, no_snapshot, memory, cpus, firmware, copy_to):
     """Boot an image with the serial console on this terminal (quit: Ctrl-A x)."""
+    from builder.private_image import require_private
     from builder.runner.interactive import run_interactive
     p = Path(image)
     if not p.is_file():
@@ -446,6 +449,14 @@ def run_cmd(app: App, image, arch, no_snapshot, memory, cpus, firmware):
             raise UsageError(f"{image}: no built image at {p}", hint=f"run: ironforge build {r.name}")
         arch = arch or r.arch
         firmware = firmware or r.get("firmware")
+    if copy_to is not None:
+        from builder.clone import clone_file
+        from builder.private_image import check_copy_destination
+        check_copy_destination(copy_to, app.cache_dir, app.output_dir)
+        clone_file(p, copy_to)
+        p, no_snapshot = copy_to, True
+    if no_snapshot:
+        require_private(p, app.cache_dir, app.output_dir)
     rc = run_interactive(p, arch, app.accel(), snapshot=not no_snapshot, firmware=firmware or "bios",
                          memory_mb=memory, cpus=cpus)
     raise SystemExit(rc)

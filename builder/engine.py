@@ -1,8 +1,9 @@
 """The cache-aware stage runner.
 
-A stage's cache key is the sha256 of canonical JSON holding its name and version, the recipe
-values it reads, the key of the stage before it, the versions of the host tools it uses and
-its upstream pins. A scheduled rebuild therefore re-runs exactly the stages whose inputs
+A stage's cache key is the sha256 of canonical JSON holding its name and version, digests of
+its code (its module and the project modules that module imports), the recipe values it
+reads, the key of the stage before it, the versions of the host tools it uses and its
+upstream pins. A scheduled rebuild therefore re-runs exactly the stages whose inputs
 changed, and those after them; everything else is a hit.
 """
 
@@ -10,17 +11,20 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import os
 import shutil
 import time
 from dataclasses import dataclass, field
 from typing import Any
 
 from builder.cache.lease import Lease
+from builder.cache.codekey import CodeDigests
 from builder.cache.store import Store
 from builder.errors import FetchError, IronforgeError
 from builder.host import tools
 from builder.host.accel import Accel
 from builder.recipe import Recipe, canonical_json
+from builder.recipe_view import RecipeView
 from builder.stage import Artifact, Output, StageContext, StageDef
 
 log = logging.getLogger("ironforge.engine")
@@ -101,6 +105,8 @@ def diff_reason(old: dict | None, new: dict) -> str:
         return "never built"
     if old.get("version") != new.get("version"):
         return f"stage version {old.get('version')} -> {new.get('version')}"
+    if old.get("code") != new.get("code"):
+        return code_reason(old.get("code"), new.get("code") or {})
     o, n = old.get("reads", {}), new.get("reads", {})
     changed = [f"{p} changed" for k in sorted(set(o) | set(n)) for p in _changed_paths(k, o.get(k), n.get(k))]
     if changed:
@@ -116,6 +122,15 @@ def diff_reason(old: dict | None, new: dict) -> str:
     return "not in the cache (evicted or never finished)"
 
 
+def code_reason(old: dict | None, new: dict) -> str:
+    """ "code changed: builder/stages/disk.py" (the files whose code differs, at most three)."""
+    if not isinstance(old, dict):
+        return "code changed (built before keys covered code)"
+    files = [f for f in sorted(set(old) | set(new)) if old.get(f) != new.get(f)]
+    shown = ", ".join(files[:3]) + (f" and {len(files) - 3} more" if len(files) > 3 else "")
+    return f"code changed: {shown}"
+
+
 @dataclass
 class Engine:
     store: Store
@@ -124,10 +139,14 @@ class Engine:
     offline: bool = False
     debug: bool = False
     options: dict[str, Any] = field(default_factory=dict)
+    # memo of source digests: each module file is parsed once per process
+    code: CodeDigests = field(default_factory=CodeDigests, repr=False)
 
     def _context(self, recipe: Recipe, workdir, stage: StageDef,
                  pins: dict[str, Any] | None = None) -> StageContext:
-        return StageContext(recipe=recipe, accel=self.accel, store=self.store, workdir=workdir,
+        # the stage sees only the recipe keys its key covers (builder/recipe_view.py)
+        return StageContext(recipe=RecipeView(recipe, stage.name, stage.reads), accel=self.accel,
+                            store=self.store, workdir=workdir,
                             log=logging.getLogger(f"ironforge.stage.{stage.name}"),
                             progress=self.progress, offline=self.offline, debug=self.debug,
                             options=self.options, pins=dict(pins or {}))
@@ -139,6 +158,7 @@ class Engine:
         return {
             "stage": stage.name,
             "version": stage.version,
+            "code": self.code.for_functions(stage.run, stage.pins),
             "reads": {k: _read_value(recipe, k) for k in stage.reads},
             "previous": previous.key if previous else None,
             "previous_stage": previous.stage.name if previous else None,
@@ -189,6 +209,15 @@ class Engine:
         for i, stage in enumerate(stages, 1):
             mat = self.material(recipe, stage, previous)
             key = hashlib.sha256(canonical_json(mat).encode()).hexdigest()
+            forced_aside = False
+            if force and self.store.read_meta(key) is not None:
+                # --force never replaces a complete entry: another recipe's layer may use its
+                # image as a qcow2 backing file. The re-run goes under a key of its own (and so
+                # does every stage after it, whose "previous" differs); unforced builds keep
+                # hitting the original entry until cache gc removes what nothing needs.
+                mat = dict(mat, forced=f"{time.time_ns()}-{os.getpid()}")
+                key = hashlib.sha256(canonical_json(mat).encode()).hexdigest()
+                forced_aside = True
             step = Step(stage, key, mat, False, "")
             t0 = time.monotonic()
             with self.store.stage_lock(key):
@@ -203,7 +232,8 @@ class Engine:
                     log.info("[%d/%d] %s: running (%s)", i, total, stage.name, reason)
                     meta = self._execute(recipe, stage, key, mat, result.artifacts)
                     hit = False
-            self.store.remember_material(recipe.name, stage.name, mat)
+            if not forced_aside:  # a one-off key explains no later miss
+                self.store.remember_material(recipe.name, stage.name, mat)
             art = self._artifact(stage, key, meta)
             result.artifacts[stage.name] = art
             result.steps.append(StepReport(stage.name, key, hit, round(time.monotonic() - t0, 3), reason))

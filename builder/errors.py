@@ -31,6 +31,11 @@ class BuildError(IronforgeError):
     """A stage failed (exit 1)."""
 
 
+class UndeclaredRead(BuildError):
+    """A stage read a recipe key its StageDef.reads does not declare: a programming error that
+    would give stale cache hits (exit 1)."""
+
+
 class ToolTimeout(BuildError):
     """A host tool ran past its time limit and was killed (exit 1)."""
 

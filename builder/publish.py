@@ -1,7 +1,12 @@
-"""Publish a finished build into ``output/<name>/``: assemble under a temporary name, rename.
+"""Publish a finished build into ``output/<name>/``: assemble it in a private work directory,
+then swap it in (builder.swap), so a reader sees either the previous complete output or the
+new complete one, never a mix, and a kill at any point leaves debris the next publish sweeps.
 
-Nothing half-written is ever visible there: a reader sees either the previous complete
-output or the new complete one.
+Published files are read-only and never share a writable inode with the cache: a file is
+hard-linked only when its mode protects it (read-only, and we are not root, whom modes do not
+stop); otherwise it is cloned (reflink, else a sparse copy). So writing to a published image
+cannot change a cache entry that other layers use as their backing file, short of someone
+first making a linked file writable on purpose.
 """
 
 from __future__ import annotations
@@ -10,24 +15,30 @@ import datetime
 import json
 import os
 import shutil
-import tempfile
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
-from builder import __version__
+from builder import __version__, swap
+from builder.cache.seal import make_read_only
 from builder.cache.store import fsync_dir, fsync_tree
+from builder.clone import clone_file
 from builder.engine import RunResult
 from builder.host.accel import Accel
 
 EXTENSIONS = {"qcow2": "qcow2", "raw": "raw", "vmdk": "vmdk"}
 
 
-def _place(src: Path, dst: Path) -> None:
-    """Hard-link from the cache when possible (instant, no extra space), else copy."""
-    try:
-        os.link(src, dst)
-    except OSError:
-        shutil.copy2(src, dst)
+def place(src: Path, dst: Path, *, euid: int | None = None) -> str:
+    """Put a cache file at ``dst``: a hard link (instant, no space) only when file modes keep
+    everyone from writing through it, else a clone. Returns "link", "reflink" or "copy"."""
+    euid = os.geteuid() if euid is None else euid
+    if euid != 0 and not os.stat(src).st_mode & 0o222:
+        try:
+            os.link(src, dst)
+            return "link"
+        except OSError:
+            pass   # another filesystem, or links not allowed: clone instead
+    return clone_file(src, dst, mode=0o444)
 
 
 def build_manifest(result: RunResult, accel: Accel, verification: dict | None) -> dict[str, Any]:
@@ -69,16 +80,22 @@ def _material(a) -> dict:
         return {}
 
 
-def publish(result: RunResult, output_root: Path, accel: Accel, verification: dict | None) -> Path:
+def publish(result: RunResult, output_root: Path, accel: Accel, verification: dict | None,
+            pause: Callable[[str], None] | None = None) -> Path:
+    """Publish ``result`` as ``output_root/<name>/``. ``pause(point)`` is called at the named
+    points "placed", "assembled" and "swapped" (tests kill the process there)."""
     recipe = result.recipe
     name = recipe.name
+    at = pause or (lambda point: None)
     output_root.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=output_root))  # pid: see cache/sweep.py
+    swap.sweep(output_root)
+    tmp = swap.work_dir(output_root, name)
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; published images are for everyone on the host
         export = result.artifacts["export"]
         for fmt in export.data.get("published_formats", ["qcow2"]):
-            _place(export.path(fmt), tmp / f"{name}.{EXTENSIONS[fmt]}")
+            place(export.path(fmt), tmp / f"{name}.{EXTENSIONS[fmt]}")
+        at("placed")
         drivers = result.artifacts.get("drivers")
         packages = (drivers.data.get("packages") if drivers else None) or []
         if packages:
@@ -88,21 +105,18 @@ def publish(result: RunResult, output_root: Path, accel: Accel, verification: di
         verify = result.artifacts.get("verify")
         if verify:
             for logical, fname in verify.files.items():
-                _place(verify.dir / fname, tmp / f"verify-{fname}" if not fname.startswith("verify") else tmp / fname)
+                place(verify.dir / fname, tmp / f"verify-{fname}" if not fname.startswith("verify") else tmp / fname)
         manifest = build_manifest(result, accel, verification)
         if packages:
             manifest["guest"]["package_count"] = len(packages)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        make_read_only(tmp)
         fsync_tree(tmp)
+        at("assembled")
         final = output_root / name
-        old = None
-        if final.exists():
-            old = output_root / f".{name}.old-{os.getpid()}"
-            os.rename(final, old)
-        os.rename(tmp, final)
+        swap.replace_dir(tmp, final)
         fsync_dir(output_root)
-        if old is not None:
-            shutil.rmtree(old, ignore_errors=True)
+        at("swapped")
         return final
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -51,6 +51,7 @@ class Output:
 class StageContext:
     """Everything a stage may use. No globals: this is passed in."""
 
+    # From the engine, a RecipeView: only the keys StageDef.reads declares (else UndeclaredRead).
     recipe: "Recipe"
     accel: Accel
     store: Store

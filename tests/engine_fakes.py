@@ -51,14 +51,46 @@ def _c(ctx, inputs):
     return Output(files={"out": "c.txt"})
 
 
+def _qemu(*args: str) -> None:
+    from builder.host.proc import run
+    run(list(args), what=args[0], timeout=60)
+
+
+def _pattern(ctx) -> str:
+    """A byte no earlier run of any fake stage wrote: a rebuild is never byte-identical."""
+    return hex(len(runs(Path(ctx.options["counter_dir"]))) % 250 + 1)
+
+
+def _base(ctx, inputs):
+    """A real 1 MiB qcow2 whose first 64 KiB hold a pattern that differs on every run."""
+    img = ctx.workdir / "base.qcow2"
+    _qemu("qemu-img", "create", "-q", "-f", "qcow2", str(img), "1M")
+    _qemu("qemu-io", "-f", "qcow2", "-c", f"write -P {_pattern(ctx)} 0 64k", str(img))
+    _count(ctx, "base")
+    return Output(files={"image": "base.qcow2"})
+
+
+def _layer(ctx, inputs):
+    """A qcow2 overlay on the previous stage's image (absolute backing path, as the real stages
+    make them) with its own pattern in the second 64 KiB."""
+    img = ctx.workdir / "layer.qcow2"
+    _qemu("qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2",
+          "-b", str(inputs["previous"].image.resolve()), str(img))
+    _qemu("qemu-io", "-f", "qcow2", "-c", f"write -P {_pattern(ctx)} 64k 64k", str(img))
+    _count(ctx, "layer")
+    return Output(files={"image": "layer.qcow2"})
+
+
 A = StageDef("a", 1, ("x",), _a)
 B = StageDef("b", 1, ("y",), _b)
 SLOW = StageDef("slow", 1, ("z",), _slow)
 C = StageDef("c", 1, (), _c)
+BASE = StageDef("base", 1, ("x",), _base)
+LAYER = StageDef("layer", 1, ("y",), _layer)
 
 
-def recipe(**values) -> Recipe:
-    return Recipe(name="fake", path=None, values=values)
+def recipe(name: str = "fake", **values) -> Recipe:
+    return Recipe(name=name, path=None, values=values)
 
 
 def engine(cache: Path, counter: Path, **options) -> Engine:

@@ -99,3 +99,38 @@ def test_plan_lists_every_stage_of_every_recipe(tmp_path):
 def test_accel_notice_once(tmp_path):
     r = ironforge("--accel", "tcg", "plan", "--offline", "debian-12-amd64", env={"IRONFORGE_CACHE": str(tmp_path)})
     assert r.stderr.count("accelerator: TCG (forced by --accel)") <= 1
+
+
+def test_run_no_snapshot_refuses_shared_images_and_copy_makes_a_private_one(tmp_path):
+    """``run --no-snapshot`` would write into the image: refused (exit 2, no boot) for a cache
+    entry, a published output, a read-only file or one with several hard links."""
+    from builder.private_image import shared_reason
+    cache, out = tmp_path / "cache", tmp_path / "output"
+    (cache / "stages" / "k").mkdir(parents=True)
+    (out / "x").mkdir(parents=True)
+    cases = {
+        cache / "stages" / "k" / "image.qcow2": "inside the cache",
+        out / "x" / "x.qcow2": "a published output",
+        tmp_path / "ro.qcow2": "read-only",
+        tmp_path / "linked.qcow2": "2 hard links",
+    }
+    for p in cases:
+        p.write_bytes(b"\0" * 512)
+    (tmp_path / "ro.qcow2").chmod(0o444)
+    os.link(tmp_path / "linked.qcow2", tmp_path / "second-name.qcow2")
+    base = ("--cache-dir", str(cache), "--output-dir", str(out), "--accel", "tcg", "run", "--arch", "x86_64")
+    for p, words in cases.items():
+        r = ironforge(*base, "--no-snapshot", str(p))
+        assert r.returncode == 2, (p, r.stderr)
+        assert words in r.stderr and "--copy" in r.stderr and "Traceback" not in r.stderr
+    # a --copy destination inside the output folder, or one that exists, is refused too
+    r = ironforge(*base, "--copy", str(out / "x" / "mine.qcow2"), str(out / "x" / "x.qcow2"))
+    assert r.returncode == 2 and "published output" in r.stderr
+    assert not (out / "x" / "mine.qcow2").exists()
+    r = ironforge(*base, "--copy", str(tmp_path / "ro.qcow2"), str(out / "x" / "x.qcow2"))
+    assert r.returncode == 2 and "already exists" in r.stderr
+    # what --copy makes passes the same check (booting it is the interactive test's job)
+    from builder.clone import clone_file
+    clone_file(out / "x" / "x.qcow2", tmp_path / "private.qcow2")
+    assert shared_reason(tmp_path / "private.qcow2", cache, out) is None
+    assert shared_reason(tmp_path / "linked.qcow2", cache, out) is not None

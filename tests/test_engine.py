@@ -170,3 +170,143 @@ def test_run_gets_the_pins_its_key_was_computed_from(dirs):
     assert asked == ["rev-1"]
     assert seen == [{"rev": "rev-1"}]
     assert res.artifacts["pinned"].path("out").read_text() == "rev-1"
+
+
+# -- keys cover code -------------------------------------------------------------------------------
+
+_STAGE_SRC = '''
+from pathlib import Path
+from builder.stage import Output, StageDef
+from . import helper
+
+def run(ctx, inputs):
+    prev = inputs["previous"].path("out").read_text() if "previous" in inputs else ""
+    (ctx.workdir / "o.txt").write_text(prev + "|" + helper.fmt("{name}", {value}))
+    with open(Path(ctx.options["counter_dir"]) / "runs.log", "a") as f:
+        f.write("{name}\\n")
+    return Output(files={{"out": "o.txt"}})
+
+STAGE = StageDef("{name}", 1, (), run)
+'''
+
+
+@pytest.fixture
+def codepkg(tmp_path, monkeypatch):
+    """Three stages s1 -> s2 -> s3 in a throw-away package; only s2 imports ``helper``
+    (s1 and s3 import ``plain``). ``load`` re-imports them as a new process would."""
+    import importlib
+    import textwrap
+    name = f"ifk_stages_{abs(hash(str(tmp_path))) % 10**8}"
+    root = tmp_path / name
+    root.mkdir()
+    (root / "__init__.py").write_text("")
+    monkeypatch.syspath_prepend(str(tmp_path))
+    monkeypatch.setattr(sys, "dont_write_bytecode", True)
+
+    def write(stage: str, value: int, helper_import: bool = True) -> None:
+        src = _STAGE_SRC.format(name=stage, value=value)
+        if not helper_import:
+            src = src.replace("from . import helper", "from . import plain as helper")
+        (root / f"{stage}.py").write_text(textwrap.dedent(src))
+
+    def helper(body: str) -> None:
+        (root / "helper.py").write_text(f"def fmt(n, v):\n    return {body}\n")
+
+    (root / "plain.py").write_text("def fmt(n, v):\n    return f'{n}={v}'\n")
+    helper("f'{n}:{v}'")
+    write("s1", 1, helper_import=False)
+    write("s2", 2)
+    write("s3", 3, helper_import=False)
+
+    def load() -> list:
+        """The stages as a fresh process would import them."""
+        importlib.invalidate_caches()
+        for m in [m for m in sys.modules if m == name or m.startswith(name + ".")]:
+            del sys.modules[m]
+        return [importlib.import_module(f"{name}.{s}").STAGE for s in ("s1", "s2", "s3")]
+
+    return write, helper, load
+
+
+def test_editing_a_stages_code_reruns_it_and_later_only(dirs, codepkg):
+    """A behaviour change without a version bump is a miss, named in the plan as the file."""
+    cache, counter = dirs
+    write, _helper, load = codepkg
+    r1 = F.engine(cache, counter).run(F.recipe(), load())
+    assert [s.hit for s in r1.steps] == [False, False, False]
+    assert r1.artifacts["s3"].path("out").read_text() == "|s1=1|s2:2|s3=3"
+
+    write("s2", 20)                                  # same version, new behaviour
+    stages = load()
+    eng = F.engine(cache, counter)
+    plan = eng.plan(F.recipe(), stages)
+    assert [s.hit for s in plan] == [True, False, False]
+    assert plan[1].reason.startswith("code changed: ifk_stages_") and plan[1].reason.endswith("/s2.py")
+    assert plan[2].reason == "input s2 changed"
+    r2 = eng.run(F.recipe(), stages)
+    assert [s.hit for s in r2.steps] == [True, False, False]
+    assert F.runs(counter) == ["s1", "s2", "s3", "s2", "s3"]
+    assert r2.artifacts["s3"].path("out").read_text() == "|s1=1|s2:20|s3=3"
+
+
+def test_editing_a_helper_the_stage_imports_reruns_it(dirs, codepkg):
+    cache, counter = dirs
+    _write, helper, load = codepkg
+    F.engine(cache, counter).run(F.recipe(), load())
+    helper("f'{n}->{v}'")                            # only s2 imports helper
+    eng = F.engine(cache, counter)
+    plan = eng.plan(F.recipe(), load())
+    assert [s.hit for s in plan] == [True, False, False]
+    assert plan[1].reason.endswith("/helper.py")
+    r = eng.run(F.recipe(), load())
+    assert r.artifacts["s3"].path("out").read_text() == "|s1=1|s2->2|s3=3"
+    assert F.runs(counter) == ["s1", "s2", "s3", "s2", "s3"]
+
+
+# -- immutable artifacts ---------------------------------------------------------------------------
+
+def _guest_bytes(image: Path, tmp: Path) -> str:
+    """sha256 of what a guest would read from ``image`` (its whole backing chain, flattened)."""
+    import hashlib
+    from builder.host.proc import run
+    raw = tmp / f"flat-{time.time_ns()}.raw"
+    run(["qemu-img", "convert", "-O", "raw", str(image), str(raw)], what="qemu-img convert", timeout=60)
+    try:
+        return hashlib.sha256(raw.read_bytes()).hexdigest()
+    finally:
+        raw.unlink()
+
+
+def test_force_never_changes_a_backing_file_another_layer_uses(dirs, tmp_path):
+    """Recipes one and two share the base stage; two's layer has one's base image as its qcow2
+    backing file. ``--force`` on one re-runs everything (new, different bytes) and leaves what
+    two's guest sees intact, and unforced builds keep hitting the original entries."""
+    cache, counter = dirs
+    eng = F.engine(cache, counter)
+    one, two = F.recipe("one", x=1, y=1), F.recipe("two", x=1, y=2)
+    r1 = eng.run(one, [F.BASE, F.LAYER])
+    r2 = eng.run(two, [F.BASE, F.LAYER])
+    assert [s.hit for s in r2.steps] == [True, False]
+    layer2 = r2.artifacts["layer"].image
+    before = _guest_bytes(layer2, tmp_path)
+    base_before = _guest_bytes(r1.artifacts["base"].image, tmp_path)
+
+    forced = eng.run(one, [F.BASE, F.LAYER], force=True)
+    assert [s.hit for s in forced.steps] == [False, False]
+    assert F.runs(counter) == ["base", "layer", "layer", "base", "layer"]
+    assert _guest_bytes(layer2, tmp_path) == before                       # two's guest: unchanged
+    assert _guest_bytes(forced.artifacts["base"].image, tmp_path) != base_before  # really re-run
+    assert forced.artifacts["base"].dir != r1.artifacts["base"].dir       # built under a new key
+    assert _guest_bytes(r1.artifacts["base"].image, tmp_path) == base_before
+
+    again = eng.run(one, [F.BASE, F.LAYER])
+    assert [s.hit for s in again.steps] == [True, True]
+    assert again.artifacts["layer"].dir == r1.artifacts["layer"].dir
+
+
+def test_committed_files_are_read_only(dirs):
+    cache, counter = dirs
+    r = F.engine(cache, counter).run(F.recipe(x=1), [F.A])
+    d = r.artifacts["a"].dir
+    modes = {p.name: p.stat().st_mode & 0o777 for p in d.iterdir()}
+    assert modes == {"a.txt": 0o444, "meta.json": 0o444}

@@ -180,15 +180,25 @@ class Store:
         return removed
 
     def commit_stage(self, key: str, workdir: Path, meta: dict) -> Path:
-        """fsync the work dir, write meta.json last, then rename it into place."""
+        """Check the named outputs, make every file read-only, fsync, write meta.json last,
+        then rename the work dir into place."""
+        from builder.cache.seal import check_outputs, make_read_only
+        check_outputs(workdir, meta.get("files", {}), meta.get("stage", "?"))
         meta = dict(meta, key=key, complete=True)
-        fsync_tree(workdir)
         atomic_write_text(workdir / META, json.dumps(meta, indent=2, sort_keys=True))
+        make_read_only(workdir)
+        fsync_tree(workdir)
         final = self.stage_dir(key)
         if final.exists():
-            # an incomplete leftover of a killed run: it was never trusted; replace it
-            shutil.rmtree(final)
-        os.rename(workdir, final)
+            # An incomplete entry (killed run, torn meta): never trusted, but move it aside
+            # rather than delete it under a reader; our pid in its name lets the sweep of dead
+            # runs' work dirs remove it if we die first.
+            stale = self.root / "stages" / "tmp" / f"{key[:16]}.{os.getpid()}.stale-{os.urandom(4).hex()}"
+            os.rename(final, stale)
+            os.rename(workdir, final)
+            shutil.rmtree(stale, ignore_errors=True)
+        else:
+            os.rename(workdir, final)
         fsync_dir(final.parent)
         return final
 

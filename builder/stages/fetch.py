@@ -67,5 +67,5 @@ def pins(ctx: StageContext) -> dict[str, Any]:
     return out
 
 
-STAGE = StageDef(name="fetch", version=1, reads=("sources", "arch", "build.mirror"), run=run,
+STAGE = StageDef(name="fetch", version=1, reads=("sources", "arch", "os.family", "build.mirror"), run=run,
                  pins=pins, tools=("gpgv",), doc=__doc__.splitlines()[0])

@@ -164,7 +164,8 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
 
 STAGE = StageDef(
     name=NAME, version=1,
+    # sources: installer_source() looks up the netboot entry's name
     reads=("arch", "os", "build", "installer", "customize.root_password", "customize.users",
-           "customize.timezone", "customize.hostname", "disk"),
+           "customize.timezone", "customize.hostname", "disk", "sources"),
     run=run, tools=("qemu-system-x86_64", "qemu-img"), inputs=("fetch",),
     doc=__doc__.splitlines()[0])

@@ -18,7 +18,9 @@ from fetch_support import Route
 
 def ctx_for(recipe, store: Store, workdir, signer, fast, offline=False) -> StageContext:
     workdir.mkdir(parents=True, exist_ok=True)
-    return StageContext(recipe=recipe, accel=Accel("tcg", "test"), store=store, workdir=workdir,
+    from builder.recipe_view import RecipeView  # what the engine hands the stage
+    return StageContext(recipe=RecipeView(recipe, stage.STAGE.name, stage.STAGE.reads),
+                        accel=Accel("tcg", "test"), store=store, workdir=workdir,
                         log=logging.getLogger("ironforge.test"), offline=offline,
                         options={"fetch_keyrings": [signer.keyring], "fetch_options": fast})
 
@@ -38,7 +40,7 @@ def test_stage_run_and_pins(serve_archive, signer, server, store, fast, tmp_path
             {"name": "seed", "path": "seed.txt"},
         ]})
     assert stage.STAGE.name == "fetch" and stage.STAGE.tools == ("gpgv",)
-    assert stage.STAGE.reads == ("sources", "arch", "build.mirror")
+    assert stage.STAGE.reads == ("sources", "arch", "os.family", "build.mirror")  # os.family: family_arch
 
     ctx = ctx_for(recipe, store, tmp_path / "work", signer, fast)
     out = stage.run(ctx, {})

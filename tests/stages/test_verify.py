@@ -16,6 +16,7 @@ import pytest
 from builder import recipe as recipemod
 from builder.cache.store import Store
 from builder.errors import VerifyError
+from builder.recipe_view import RecipeView
 from builder.host.accel import choose
 from builder.runner import tinyguest
 from builder.stage import Artifact, StageContext
@@ -38,7 +39,9 @@ def _recipe(arch: str = "amd64", checks=("arch", "virtio-root", "virtio-drivers"
 def _ctx(tmp_path: Path, recipe, **options) -> StageContext:
     work = tmp_path / "work"
     work.mkdir()
-    return StageContext(recipe=recipe, accel=choose(), store=Store(tmp_path / "cache"), workdir=work,
+    # the view the engine gives the stage: a read outside STAGE.reads fails the test
+    return StageContext(recipe=RecipeView(recipe, STAGE.name, STAGE.reads), accel=choose(),
+                        store=Store(tmp_path / "cache"), workdir=work,
                         log=logging.getLogger("ironforge.stage.verify"), options=options)
 
 
