@@ -204,7 +204,7 @@ def plan_cmd(app: App, names, all_, no_verify, offline, as_json):
     """Each stage of each recipe, its cache key, and hit or miss with the reason."""
     out = []
     for r in _targets(app, names, all_):
-        entry = {"recipe": r.name, "stages": []}
+        entry = {"recipe": r.name, "stages": [], "facts": pipeline.plan_facts(r, app.store)}
         try:
             stages = pipeline.stages_for(r, verify=not no_verify)
             steps = app.engine(offline=offline).plan(r, stages)
@@ -219,6 +219,9 @@ def plan_cmd(app: App, names, all_, no_verify, offline, as_json):
         return
     for entry in out:
         click.echo(f"{entry['recipe']}:")
+        for k, v in entry["facts"].items():
+            for line in (v if isinstance(v, list) else [v]):
+                click.echo(f"  {k}: {line}")
         for s in entry["stages"]:
             key = (s["key"] or "-")[:12]
             state = "hit " if s["hit"] else "miss"
