@@ -335,7 +335,7 @@ def _windows_checks(v: _Validator, values: dict, rel: str, arch: str | None, arc
                   _describe(values.get("firmware")))
     if win.get("secure_boot") and values.get("firmware") != "uefi":
         v.problem("windows.secure_boot", 'false, or firmware = "uefi" (Secure Boot is a UEFI feature)', "true")
-    if win.get("admin_password") is None:
+    if "admin_password" in win and win["admin_password"] is None:  # absent: given but invalid, reported
         v.problem("windows.admin_password", '{ env = "NAME" } or { file = "path" } (Setup needs an '
                   "Administrator password to log on unattended)", "nothing")
     for table in ("media", "virtio_win"):
