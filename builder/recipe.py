@@ -239,7 +239,11 @@ class _Validator:
                 try:
                     parsed = setting.type.parse(v)
                 except st.Bad as bad:
-                    self.problem(dpath, bad.expected, _describe(v))
+                    # a secret written in place must not be echoed back into logs and CI output
+                    got = ("a value written in the recipe (not shown: secrets are referenced, never "
+                           "written)") if isinstance(setting.type, st.SecretRef) and isinstance(v, str) \
+                        else _describe(v)
+                    self.problem(dpath, bad.expected, got)
                     continue
                 if isinstance(setting.type, st.TableList):
                     parsed = [self.table(item, skey + "[]", f"{dpath}[{i}]") for i, item in enumerate(parsed)]
