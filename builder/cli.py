@@ -204,14 +204,24 @@ def plan_cmd(app: App, names, all_, no_verify, offline, as_json):
     """Each stage of each recipe, its cache key, and hit or miss with the reason."""
     out = []
     for r in _targets(app, names, all_):
-        entry = {"recipe": r.name, "stages": [], "facts": pipeline.plan_facts(r, app.store)}
+        entry = {"recipe": r.name, "stages": [], "facts": {}}
         try:
+            entry["facts"] = pipeline.plan_facts(r, app.store)
             stages = pipeline.stages_for(r, verify=not no_verify)
             steps = app.engine(offline=offline).plan(r, stages)
             entry["stages"] = [{"stage": s.stage.name, "version": s.stage.version, "key": s.key,
                                 "hit": s.hit, "reason": s.reason} for s in steps]
         except UsageError as exc:  # a stage not implemented yet: still list them all
             entry["stages"] = [{"stage": n, "key": None, "hit": False, "reason": exc.message}
+                               for n in pipeline.stage_names(r, verify=not no_verify)]
+        except (RecipeError, IronforgeError) as exc:
+            # --all is an overview: a recipe that lacks user inputs (Windows media) is listed with
+            # what it lacks; named on its own, the same lack is an error (exit 2)
+            if not all_ or exc.exit_code != 2:
+                raise
+            why = ("needs " + ", ".join(p.key for p in exc.problems) if isinstance(exc, RecipeError)
+                   else exc.message)
+            entry["stages"] = [{"stage": n, "key": None, "hit": False, "reason": why}
                                for n in pipeline.stage_names(r, verify=not no_verify)]
         out.append(entry)
     if as_json:
