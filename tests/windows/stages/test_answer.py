@@ -6,6 +6,7 @@ from __future__ import annotations
 import base64
 import json
 import logging
+import os
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,41 @@ def test_media_that_do_not_match_the_recipe_are_refused(tmp_path, monkeypatch, m
     with pytest.raises(MediaError, match="client edition"):
         eng.run(server, _stages(server)[:1])
     assert not any((tmp_path / "cache" / "stages").glob("*/meta.json"))
+
+
+REAL_ISO = os.environ.get("IRONFORGE_TEST_WINDOWS_ISO")
+REAL_VW = os.environ.get("IRONFORGE_TEST_VIRTIO_WIN")
+
+
+def _shipped_for(edition) -> str:
+    """The shipped recipe an edition of real media belongs to (by build, as Windows tells)."""
+    if edition.server:
+        years = {"win2k25": "2025", "win2k22": "2022", "win2k19": "2019"}
+        for build, osinfo in versions.SERVER_BUILDS:
+            if (edition.build or 0) >= build and osinfo in years:
+                return f"windows-server-{years[osinfo]}-amd64"
+        pytest.skip(f"no shipped recipe for {edition.label()}")
+    if (edition.build or 0) >= versions.WIN11_MIN_BUILD:
+        return "windows-11-amd64"
+    return "windows-10-x86" if edition.arch == "i686" else "windows-10-amd64"
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not (REAL_ISO and REAL_VW),
+                    reason="IRONFORGE_TEST_WINDOWS_ISO and IRONFORGE_TEST_VIRTIO_WIN do not name real media")
+def test_real_media_answer_cd(tmp_path, monkeypatch):
+    """With real media: the media and answer stages for the first edition of each arch they hold."""
+    from builder.windows.media import inspect_iso
+    monkeypatch.setenv("IRONFORGE_WINDOWS_ADMIN_PASSWORD", PASSWORD)
+    facts = inspect_iso(Path(REAL_ISO))
+    firsts = {}
+    for e in facts.editions:
+        if e.arch in ("x86_64", "i686"):
+            firsts.setdefault(e.arch, e)
+    assert firsts, "the media hold no x86 or amd64 edition"
+    for arch, e in firsts.items():
+        r = _recipe(tmp_path, _shipped_for(e), Path(REAL_ISO).resolve(), Path(REAL_VW).resolve(),
+                    f"[windows]\nedition = {e.index}\n")
+        res = _engine(tmp_path).run(r, _stages(r))
+        paths = _cd_paths(res.artifacts["answer"].path("answer_iso"))
+        assert "$WinPEDriver$/viostor.sys" in paths and "virtio/viostor.inf" in paths
