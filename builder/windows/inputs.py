@@ -154,19 +154,33 @@ def tpm_mode(recipe) -> str | None:
     return want
 
 
+def media_version(edition) -> versions.WindowsVersion | None:
+    """The Windows an edition of the media is, from its WIM facts (the same rules as for an
+    installed system's hive: build and installation type decide, not the name)."""
+    major, minor = edition.major, edition.minor
+    if major is None and (edition.build or 0) >= 10240:      # an XML without VERSION/MAJOR
+        major, minor = 10, 0
+    if major is None:
+        return None
+    try:
+        return versions.identify(major, minor or 0, edition.build, edition.installation_type, edition.name)
+    except versions.UnknownWindowsVersion:
+        return None
+
+
 def check_media(recipe, facts: MediaFacts):
-    """The edition the recipe selects, checked against the media's facts (exit 2 otherwise)."""
+    """The edition the recipe selects, checked against the media's facts (exit 2 otherwise):
+    its arch, client or server, and the version its build says it is."""
     from builder.windows.media import check_edition_fits
     ed = facts.select(recipe.get("windows.edition", None))
     ver = version(recipe)
     check_edition_fits(ed, arch=recipe.arch, server=ver.server, release=recipe.release)
-    if ver.min_build and ed.build and ed.build < ver.min_build and ver.osinfo == "win11":
-        raise MediaError(f"edition {ed.label()} has build {ed.build}, which is Windows 10, but the "
-                         f"recipe's os.release is {recipe.release!r}",
-                         hint="use Windows 11 media (build 22000 or later)")
-    if ver.osinfo == "win10" and ed.build and ed.build >= versions.WIN11_MIN_BUILD:
-        raise MediaError(f"edition {ed.label()} has build {ed.build}, which is Windows 11, but the "
-                         f"recipe's os.release is {recipe.release!r}")
+    found = media_version(ed)
+    if found is not None and found.osinfo != ver.osinfo:
+        raise MediaError(f"edition {ed.label()} is {found.name} (build {ed.build}), but the recipe's "
+                         f"os.release is {recipe.release!r} ({ver.name})",
+                         hint=f"use {ver.name} media, or a recipe for {found.name}"
+                              + (f' (os.release = "{found.release}")' if found.release else ""))
     return ed
 
 

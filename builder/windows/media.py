@@ -344,7 +344,7 @@ def check_edition_fits(edition: Edition, *, arch: str, server: bool, release: st
     """The recipe's claims against the image it selects: arch and client/server must agree."""
     if edition.arch != arch:
         have = archmod.family_word("windows", edition.arch) if edition.arch in (archmod.X86_64, archmod.I686) \
-            else edition.arch
+            else edition.arch or "of no stated arch"
         raise MediaError(f"edition {edition.label()} is {have}, but the recipe's arch is "
                          f"{archmod.family_word('windows', arch)}",
                          hint="use media for the recipe's arch, or a recipe for the media's")

@@ -31,7 +31,10 @@ def media(tmp_path_factory):
     return {"win10x86": sm.make_media(tmp / "w10x86.iso", sm.WIN10_X86, tmp),
             "win10": sm.make_media(tmp / "w10.iso", sm.WIN10, tmp),
             "win11": sm.make_media(tmp / "w11.iso", sm.WIN11, tmp),
-            "server2022": sm.make_media(tmp / "s2022.iso", sm.SERVER2022, tmp)}
+            "server2022": sm.make_media(tmp / "s2022.iso", sm.SERVER2022, tmp),
+            "server2019": sm.make_media(tmp / "s2019.iso", [(
+                "Windows Server 2019 Standard Evaluation (Desktop Experience)", "ServerStandardEval",
+                "amd64", 17763, "Server")], tmp)}
 
 
 def _recipe(tmp: Path, base: str, iso: Path, vw: Path, extra: str = "") -> recipes.Recipe:
@@ -162,12 +165,17 @@ def test_media_that_do_not_match_the_recipe_are_refused(tmp_path, monkeypatch, m
         eng.run(wrong_arch, _stages(wrong_arch)[:1])
     wrong_version = _recipe(tmp_path, "windows-11-amd64", media["win10"], standin_vw[1],
                             '[windows]\nedition = "Windows 10 Pro"\n')
-    with pytest.raises(MediaError, match="which is Windows 10"):
+    with pytest.raises(MediaError, match=r"is Windows 10 \(build 19045\), but the recipe.s os.release is .11."):
         eng.run(wrong_version, _stages(wrong_version)[:1])
     server = _recipe(tmp_path, "windows-server-2022-amd64", media["win10"], standin_vw[1],
                      '[windows]\nedition = 2\n')
     with pytest.raises(MediaError, match="client edition"):
         eng.run(server, _stages(server)[:1])
+    older = _recipe(tmp_path, "windows-server-2022-amd64", media["server2019"], standin_vw[1],
+                    '[windows]\nedition = 1\n')
+    with pytest.raises(MediaError, match=r"is Windows Server 2019 \(build 17763\).*'server-2022'") as exc:
+        eng.run(older, _stages(older)[:1])
+    assert 'os.release = "server-2019"' in exc.value.hint
     assert not any((tmp_path / "cache" / "stages").glob("*/meta.json"))
 
 
