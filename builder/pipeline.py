@@ -21,8 +21,10 @@ def stage_names(recipe: Recipe, verify: bool = True) -> list[str]:
     return names
 
 
-# Windows stages live in builder/windows/stages/; export is the family-neutral one.
-WINDOWS_STAGES = ("media", "answer", "install", "drivers", "export")
+# Windows stages live in builder/windows/stages/ (fetch there also reads what the media hold);
+# export is the family-neutral one. bootmedia (a no-prompt copy of the installer for UEFI)
+# comes before answer so that a changed password does not copy the installer ISO again.
+WINDOWS_STAGES = ("fetch", "bootmedia", "answer", "install", "drivers", "export")
 _SHARED_STAGES = ("export",)
 
 

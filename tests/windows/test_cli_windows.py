@@ -62,7 +62,7 @@ def test_plan_shows_the_editions_on_the_media(user_recipe, tmp_path):
     assert "editions: 2: 'Windows 10 Home' (Core, x86, build 19045)" in out
     assert "selected: 1: 'Windows 10 Pro'" in out and "read by pycdlib" in out
     assert [line.split()[0] for line in out.splitlines() if line.startswith("  ") and ":" not in line.split()[0]] \
-        == ["media", "answer", "install", "drivers", "export", "verify"]
+        == ["fetch", "bootmedia", "answer", "install", "drivers", "export", "verify"]
     j = ironforge("--recipes-dir", str(REPO / "recipes"), "plan", "--json", str(user_recipe), cache=tmp_path,
                   env={"IRONFORGE_WINDOWS_ADMIN_PASSWORD": SECRET})
     assert j.returncode == 0
@@ -83,8 +83,8 @@ def test_plan_refuses_an_edition_the_media_lack_and_lists_theirs(user_recipe, tm
 
 def test_windows_stages_come_from_the_windows_package():
     r = recipes.load("windows-10-amd64", REPO / "recipes")
-    assert pipeline.stage_names(r) == ["media", "answer", "install", "drivers", "export", "verify"]
-    assert pipeline.load_stage("media", r).run.__module__ == "builder.windows.stages.media"
+    assert pipeline.stage_names(r) == ["fetch", "bootmedia", "answer", "install", "drivers", "export", "verify"]
+    assert pipeline.load_stage("fetch", r).run.__module__ == "builder.windows.stages.fetch"
     assert pipeline.load_stage("answer", r).run.__module__ == "builder.windows.stages.answer"
     assert pipeline.load_stage("export", r).run.__module__ == "builder.stages.export"
     with pytest.raises(NotImplementedYet, match="builder/windows/stages/nosuch.py is missing"):

@@ -16,7 +16,7 @@ from builder import arch as archmod
 from builder.secrets import resolve
 from builder.stage import Artifact, Output, StageContext, StageDef
 from builder.windows import answer_iso, inputs, unattend, virtio_win
-from builder.windows.stages.media import virtio_win_source
+from builder.windows.stages.fetch import virtio_win_source
 
 
 def _secret(ctx: StageContext, key: str, ref):
@@ -42,7 +42,7 @@ def answer_for(ctx: StageContext, media: Artifact) -> unattend.Answer:
 
 
 def run(ctx: StageContext, deps: dict[str, Artifact]) -> Output:
-    media = deps["media"]
+    media = deps["fetch"]
     answer = answer_for(ctx, media)
     xml = unattend.render(answer)
     ver = inputs.version(ctx.recipe)
@@ -75,4 +75,4 @@ STAGE = StageDef(
     reads=("name", "arch", "firmware", "os.release", "windows.edition", "windows.locale",
            "windows.timezone", "windows.users", "windows.admin_password", "windows.product_key",
            "windows.tpm", "windows.firstlogon_commands"),
-    run=run, inputs=("media",), tools=("swtpm",), doc=__doc__.splitlines()[0])
+    run=run, inputs=("fetch",), tools=("swtpm",), doc=__doc__.splitlines()[0])

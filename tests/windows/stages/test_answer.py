@@ -1,4 +1,4 @@
-"""The media and answer stages through the real engine and cache, on STAND-IN media (a wimlib
+"""The Windows fetch (media) and answer stages through the real engine and cache, on STAND-IN media (a wimlib
 WIM in a pycdlib UDF ISO) and the STAND-IN virtio-win tree: no Microsoft media exist here."""
 
 from __future__ import annotations
@@ -49,7 +49,7 @@ def _engine(tmp: Path) -> Engine:
 
 
 def _stages(r):
-    return [pipeline.load_stage(n, r) for n in ("media", "answer")]
+    return [pipeline.load_stage(n, r) for n in ("fetch", "answer")]
 
 
 def _cd_paths(iso: Path) -> set[str]:
@@ -96,7 +96,7 @@ def test_answer_cd_for_version_arch_and_firmware(tmp_path, monkeypatch, media, s
     eng = _engine(tmp_path)
     caplog.set_level(logging.DEBUG)
     res = eng.run(r, _stages(r))
-    m, a = res.artifacts["media"], res.artifacts["answer"]
+    m, a = res.artifacts["fetch"], res.artifacts["answer"]
     assert m.data["edition"]["name"] == r.get("windows.edition")
     assert m.data["virtio_win"]["kind"] == vw_kind
     iso = a.path("answer_iso")
@@ -200,7 +200,7 @@ def _shipped_for(edition) -> str:
 @pytest.mark.skipif(not (REAL_ISO and REAL_VW),
                     reason="IRONFORGE_TEST_WINDOWS_ISO and IRONFORGE_TEST_VIRTIO_WIN do not name real media")
 def test_real_media_answer_cd(tmp_path, monkeypatch):
-    """With real media: the media and answer stages for the first edition of each arch they hold."""
+    """With real media: the fetch and answer stages for the first edition of each arch they hold."""
     from builder.windows.media import inspect_iso
     monkeypatch.setenv("IRONFORGE_WINDOWS_ADMIN_PASSWORD", PASSWORD)
     facts = inspect_iso(Path(REAL_ISO))

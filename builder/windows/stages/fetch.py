@@ -1,4 +1,4 @@
-"""media: the user's Windows installer ISO and virtio-win, verified, and what the ISO holds.
+"""fetch (Windows): the user's installer ISO and virtio-win, verified, and what the ISO holds.
 
 Artifact files: "installer" (the ISO, hard-linked from the download store), "virtio-win" when
 virtio-win is an ISO. data: installer {url, sha256, size, facts: editions read from
@@ -39,7 +39,7 @@ def run(ctx: StageContext, _inputs: dict[str, Artifact]) -> Output:
     _link(iso, ctx.workdir / "installer.iso")
     facts = inspect_iso(ctx.workdir / "installer.iso")
     edition = inputs.check_media(ctx.recipe, facts)
-    ctx.log.info("media: %s holds %d edition(s); installing %s", media.path or media.url,
+    ctx.log.info("fetch: %s holds %d edition(s); installing %s", media.path or media.url,
                  len(facts.editions), edition.label())
     files = {"installer": "installer.iso"}
     data: dict[str, Any] = {
@@ -71,6 +71,6 @@ def virtio_win_source(art: Artifact) -> Path:
     return art.path("virtio-win") if vw["kind"] == "iso" else Path(vw["path"])
 
 
-STAGE = StageDef(name="media", version=1,
+STAGE = StageDef(name="fetch", version=1,
                  reads=("arch", "os.release", "windows.media", "windows.virtio_win", "windows.edition"),
                  run=run, pins=pins, tools=("wiminfo",), doc=__doc__.splitlines()[0])
