@@ -301,10 +301,13 @@ def inspect_iso(iso_path: Path, reader: str = "auto") -> MediaFacts:
     from pycdlib.pycdlibexception import PyCdlibException
 
     what = str(iso_path)
+    # pycdlib reports most damage as PyCdlibException, but a truncated or crafted image can also
+    # surface as struct.error, ValueError, IndexError… from its parsers: all mean "unreadable".
+    broken = (PyCdlibException, struct.error, ValueError, IndexError, KeyError, EOFError)
     iso = pycdlib.PyCdlib()
     try:
         iso.open(str(iso_path))
-    except PyCdlibException as exc:
+    except broken as exc:
         raise MediaError(f"{what}: not a readable ISO image ({exc})",
                          hint="windows.media must name a Windows installer ISO") from None
     except OSError as exc:
@@ -315,7 +318,7 @@ def inspect_iso(iso_path: Path, reader: str = "auto") -> MediaFacts:
                              hint="Windows 7 and later ship as UDF ISOs with sources/install.wim")
         try:
             wim_path = _find_wim(iso)
-        except PyCdlibException as exc:
+        except broken as exc:
             raise MediaError(f"{what}: cannot list the ISO's UDF tree ({exc})") from None
         if wim_path is None:
             raise MediaError(f"{what}: no sources/install.wim or sources/install.esd on the ISO",
@@ -324,7 +327,7 @@ def inspect_iso(iso_path: Path, reader: str = "auto") -> MediaFacts:
         size = iso.get_record(udf_path=wim_path).get_data_length()
         with iso.open_file_from_iso(udf_path=wim_path) as fp:
             hdr, head, raw = read_header_and_xml(fp, size, rel)
-    except PyCdlibException as exc:
+    except broken as exc:
         raise MediaError(f"{what}: reading the WIM through UDF failed ({exc})",
                          hint="set windows.media to a different ISO, or report this ISO's layout") from None
     finally:

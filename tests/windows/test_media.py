@@ -102,6 +102,16 @@ def test_hostile_truncated_wim(standin, tmp_path):
         inspect_iso(iso)
 
 
+def test_truncated_iso_any_length(standin, tmp_path):
+    """An ISO cut anywhere is refused with a MediaError, never a parser's own exception."""
+    data = standin[2].read_bytes()
+    p = tmp_path / "cut.iso"
+    for n in (0, 100, 16 * 2048, 20 * 2048, 40 * 2048, len(data) // 2, len(data) - 2048):
+        p.write_bytes(data[:n])
+        with pytest.raises(MediaError):
+            inspect_iso(p)
+
+
 def test_hostile_xml_entities_and_dtd_refused(standin, tmp_path):
     _tmp, wim, _iso = standin
     bomb = ('<?xml version="1.0"?><!DOCTYPE WIM [<!ENTITY a "aaaaaaaaaa"><!ENTITY b "&a;&a;&a;&a;&a;">]>'
