@@ -161,6 +161,8 @@ def _text(el, path: str) -> str | None:
 
 def parse_xml(data: bytes, what: str = "WIM") -> tuple[Edition, ...]:
     """Editions from the WIM's XML resource (UTF-16LE, usually with a BOM)."""
+    from builder.host.tools import require_python_module
+    require_python_module("defusedxml", "python3-defusedxml")      # missing: exit 3, not a traceback
     from defusedxml import ElementTree as SafeET
     from defusedxml.common import DefusedXmlException
 

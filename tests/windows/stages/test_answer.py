@@ -136,6 +136,13 @@ def test_answer_cd_for_version_arch_and_firmware(tmp_path, monkeypatch, media, s
         for secret in (PASSWORD, USER_PW, encoded.decode()):
             assert secret not in meta
     assert PASSWORD not in caplog.text and USER_PW not in caplog.text
+    from builder.publish import build_manifest
+    manifest = json.dumps(build_manifest(res, eng.accel, None))
+    got = json.loads(manifest)["inputs"]
+    assert got["fetch"]["files"]["edition"]["name"] == r.get("windows.edition")
+    assert got["fetch"]["files"]["installer"]["facts"]["editions"]
+    assert got["answer"]["facts"]["drivers"] and got["answer"]["facts"]["tpm"] == tpm
+    assert PASSWORD not in manifest and USER_PW not in manifest and encoded.decode() not in manifest
     for step in eng.plan(r, _stages(r)):
         text = json.dumps(step.material)
         assert PASSWORD not in text and USER_PW not in text and step.hit
