@@ -214,7 +214,7 @@ def plan_cmd(app: App, names, all_, no_verify, offline, as_json):
         except UsageError as exc:  # a stage not implemented yet: still list them all
             entry["stages"] = [{"stage": n, "key": None, "hit": False, "reason": exc.message}
                                for n in pipeline.stage_names(r, verify=not no_verify)]
-        except (RecipeError, IronforgeError) as exc:
+        except IronforgeError as exc:
             # --all is an overview: a recipe that lacks user inputs (Windows media) is listed with
             # what it lacks; named on its own, the same lack is an error (exit 2)
             if not all_ or exc.exit_code != 2:
