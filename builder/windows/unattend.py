@@ -136,6 +136,8 @@ def _add(tag: str, *children, **attrs) -> _E:
 
 
 def _component(name: str, arch: str, *children) -> _E:
+    # settings in the order Windows SIM writes them (by name), as Setup is used to reading them
+    children = sorted((c for c in children if c is not None), key=lambda c: c.tag)
     return _E("component", *children, name=name, processorArchitecture=arch,
               publicKeyToken="31bf3856ad364e35", language="neutral", versionScope="nonSxS")
 
@@ -227,8 +229,10 @@ def _first_logon(a: Answer) -> list[str]:
     script = f"%d:\\{COMPLETION_DIR}\\{COMPLETION_SCRIPT}"
     return [marker_command("firstlogon"), *a.firstlogon_commands,
             f"cmd /c for %d in ({letters}) do if exist {script} call {script}",
-            # only reached when no CD held the script: say so where the watcher looks
-            f"cmd /c {COM1_SETUP} & echo IRONFORGE-WIN error=no-completion-script>COM1"]
+            # when no drive held the script, say so where the watcher looks (when one did, the
+            # machine is already powering off and this exits at once)
+            f"cmd /c (for %d in ({letters}) do if exist {script} exit) & {COM1_SETUP} & "
+            "echo IRONFORGE-WIN error=no-completion-script>COM1"]
 
 
 def _oobe(a: Answer) -> _E:

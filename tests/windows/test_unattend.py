@@ -166,7 +166,7 @@ def test_first_logon_runs_marker_then_user_commands_then_completion_script():
     assert lines[0].endswith("echo IRONFORGE-WIN pass=firstlogon>COM1")
     assert lines[1] == "powershell -c \"Set-Thing <x> & y\""           # escaped in XML, intact parsed
     assert "%d:\\ironforge\\complete.cmd" in lines[2] and "(D E F G" in lines[2]
-    assert "error=no-completion-script" in lines[3]
+    assert "error=no-completion-script" in lines[3] and "do if exist %d:\\ironforge\\complete.cmd exit)" in lines[3]
     script = unattend.completion_script().decode()
     assert script.count("\r\n") == len(script.splitlines())
     body = script.splitlines()
