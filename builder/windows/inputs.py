@@ -121,15 +121,17 @@ def pin(r: InputRef) -> dict[str, Any]:
     return {"sha256": sha256_file(r.path)}
 
 
-def local_file(store, r: InputRef, *, offline: bool = False, progress: bool = False) -> tuple[Path, str]:
+def local_file(store, r: InputRef, *, offline: bool = False, progress: bool = False,
+               keyed: str | None = None) -> tuple[Path, str]:
     """The input as a verified file in the download store, and its sha256 (a url is downloaded,
-    a path hashed and copied in once)."""
+    a path hashed and copied in once). ``keyed``: the digest the cache key was computed from,
+    required of a path without a declared sha256 (it must not change between plan and run)."""
     from builder.fetch.http import check_digest, fetch_url
     from builder.fetch.sources import import_local
     if r.url is not None:
         sha = check_digest("sha256", r.sha256)
         return fetch_url(store, r.url, sha256=sha, offline=offline, progress=progress), sha
-    f = import_local(store, r.key, r.path, sha256=check_digest("sha256", r.sha256) if r.sha256 else None)
+    f = import_local(store, r.key, r.path, sha256=check_digest("sha256", r.sha256 or keyed))
     return f.path, f.sha256
 
 

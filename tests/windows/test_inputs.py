@@ -67,3 +67,18 @@ def test_tpm_route(tmp_path, monkeypatch):
     empty.mkdir()
     monkeypatch.setenv("PATH", str(empty))                  # a host without swtpm
     assert inputs.tpm_mode(_load(tmp_path, "windows-11-amd64")) == "bypass"
+
+
+def test_a_path_changed_since_it_was_keyed_is_refused(tmp_path):
+    from builder.cache.store import Store
+    from builder.errors import ChecksumError
+    iso = tmp_path / "m.iso"
+    iso.write_bytes(b"stand-in iso, as keyed")
+    r = _load(tmp_path, "windows-10-amd64", f'[windows.media]\npath = "{iso}"\n[windows.virtio_win]\npath = "{iso}"\n')
+    media, _vw = inputs.require(r)
+    keyed = inputs.pin(media)["sha256"]
+    iso.write_bytes(b"stand-in iso, changed after the plan")
+    with pytest.raises(ChecksumError):
+        inputs.local_file(Store(tmp_path / "cache"), media, keyed=keyed)
+    path, sha = inputs.local_file(Store(tmp_path / "cache"), media)
+    assert sha != keyed and path.read_bytes() == iso.read_bytes()

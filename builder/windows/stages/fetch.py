@@ -35,7 +35,8 @@ def pins(ctx: StageContext) -> dict[str, Any]:
 
 def run(ctx: StageContext, _inputs: dict[str, Artifact]) -> Output:
     media, vw = inputs.require(ctx.recipe)
-    iso, iso_sha = inputs.local_file(ctx.store, media, offline=ctx.offline, progress=ctx.progress)
+    iso, iso_sha = inputs.local_file(ctx.store, media, offline=ctx.offline, progress=ctx.progress,
+                                     keyed=(ctx.pins.get("installer") or {}).get("sha256"))
     _link(iso, ctx.workdir / "installer.iso")
     facts = inspect_iso(ctx.workdir / "installer.iso")
     edition = inputs.check_media(ctx.recipe, facts)
@@ -57,7 +58,8 @@ def run(ctx: StageContext, _inputs: dict[str, Artifact]) -> Output:
                              hint="run the build again")
         data["virtio_win"] = {"kind": "directory", "path": str(vw.path.resolve()), "tree_sha256": digest}
     else:
-        vw_iso, vw_sha = inputs.local_file(ctx.store, vw, offline=ctx.offline, progress=ctx.progress)
+        vw_iso, vw_sha = inputs.local_file(ctx.store, vw, offline=ctx.offline, progress=ctx.progress,
+                                           keyed=(ctx.pins.get("virtio_win") or {}).get("sha256"))
         _link(vw_iso, ctx.workdir / "virtio-win.iso")
         files["virtio-win"] = "virtio-win.iso"
         data["virtio_win"] = {"kind": "iso", "path": None, "sha256": vw_sha,
