@@ -463,7 +463,7 @@ def run_cmd(app: App, image, arch, no_snapshot, memory, cpus, firmware):
 # -- doctor --------------------------------------------------------------------------------------
 
 DOCTOR_TOOLS = ("qemu-system-x86_64", "qemu-system-i386", "qemu-img", "mmdebstrap", "gpgv", "sfdisk",
-                "mke2fs", "xorriso", "cpio", "debconf-set-selections")
+                "mke2fs", "xorriso", "cpio", "debconf-set-selections", "wiminfo")
 
 
 @cli.command("doctor")
@@ -480,7 +480,7 @@ def doctor_cmd(app: App, as_json):
         if not path:
             report["missing"].append(f"{t} (apt-get install {tools.PACKAGES.get(t, t)})")
     for mod, pkg in (("guestfs", "python3-guestfs"), ("hivex", "python3-hivex"), ("pycdlib", "pycdlib"),
-                     ("qemu.qmp", "qemu.qmp")):
+                     ("qemu.qmp", "qemu.qmp"), ("defusedxml", "python3-defusedxml")):
         try:
             __import__(mod)
             report["python"][mod] = "ok"
