@@ -58,7 +58,14 @@ def test_the_engine_hands_stages_a_view(tmp_path):
         eng.run(F.recipe(x=1, y=2), [StageDef("sneaky", 1, ("x",), sneaky)])
 
 
-@pytest.mark.parametrize("name", sorted(p.stem for p in (ROOT / "recipes").glob("*.toml")))
+def _debian_recipes() -> list[str]:
+    """The Linux stages' readers are exercised here; the Windows stages read through their own
+    views in tests/windows/stages."""
+    return sorted(p.stem for p in (ROOT / "recipes").glob("*.toml")
+                  if recipes.load(p.stem, ROOT / "recipes").family == "debian")
+
+
+@pytest.mark.parametrize("name", _debian_recipes())
 def test_real_stages_read_only_what_they_declare(name):
     """Every function a real stage uses to turn the recipe into its work, run over each shipped
     recipe through the stage's view (no guest, no network): an undeclared read would give

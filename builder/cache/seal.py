@@ -5,7 +5,9 @@ Two promises are kept here, once, for every stage:
 - every file a stage names in ``Output.files`` exists in its work directory as a regular
   file (or a relative symlink to one inside it). A stage that names a file it did not write
   fails at commit, with the stage and the file named, instead of two stages later;
-- every committed file is read-only (0444). Later layers use a cached image as their qcow2
+- every committed file is read-only: its write bits are cleared and its read bits kept (0644 ->
+  0444; a stage's private file, such as an answer CD holding encoded passwords, stays 0600 -> 0400,
+  private). Later layers use a cached image as their qcow2
   backing file, so its bytes must never change. Directories stay writable by the owner so
   cache gc and the sweep of dead runs can delete entries without a chmod dance; the bytes
   others depend on are the files'.
@@ -19,7 +21,7 @@ from pathlib import Path
 
 from builder.errors import BuildError
 
-READ_ONLY = 0o444
+WRITE_BITS = 0o222
 
 
 def check_outputs(workdir: Path, files: dict[str, str], stage: str) -> None:
@@ -50,11 +52,11 @@ def check_outputs(workdir: Path, files: dict[str, str], stage: str) -> None:
 
 
 def make_read_only(tree: Path) -> None:
-    """chmod 0444 every regular file under ``tree`` (symlinks are left alone: chmod would
-    follow them)."""
+    """Clear the write bits of every regular file under ``tree`` (symlinks are left alone: chmod
+    would follow them)."""
     for dirpath, _dirs, names in os.walk(tree):
         for n in names:
             p = os.path.join(dirpath, n)
             st = os.lstat(p)
-            if stat.S_ISREG(st.st_mode) and stat.S_IMODE(st.st_mode) != READ_ONLY:
-                os.chmod(p, READ_ONLY)
+            if stat.S_ISREG(st.st_mode) and st.st_mode & WRITE_BITS:
+                os.chmod(p, stat.S_IMODE(st.st_mode) & ~WRITE_BITS)

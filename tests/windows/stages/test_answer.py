@@ -100,7 +100,7 @@ def test_answer_cd_for_version_arch_and_firmware(tmp_path, monkeypatch, media, s
     assert m.data["edition"]["name"] == r.get("windows.edition")
     assert m.data["virtio_win"]["kind"] == vw_kind
     iso = a.path("answer_iso")
-    assert (iso.stat().st_mode & 0o777) == 0o600 and (a.path("autounattend").stat().st_mode & 0o777) == 0o600
+    assert (iso.stat().st_mode & 0o777) == 0o400 and (a.path("autounattend").stat().st_mode & 0o777) == 0o400
 
     from defusedxml import ElementTree as ET
     xml = _read_cd(iso, "autounattend.xml")
