@@ -43,8 +43,9 @@ class Type:
 # A NUL cannot travel through a command line, a guestfs call or a path; no setting needs one.
 _NUL = "\x00"
 # What breaks a line-based file (preseed, passwd, sources.list, authorized_keys…): line breaks
-# and the other C0 controls and DEL. A tab is ordinary whitespace in all of them.
-_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f]")
+# (also the Unicode ones Python's splitlines() honours) and the other C0 controls and DEL. A
+# tab is ordinary whitespace in all of them.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
 
 
 class Str(Type):
@@ -73,7 +74,7 @@ class HostFile(Str):
     into cache keys and nothing of it into published manifests."""
 
     def __init__(self, private: bool, what: str = "a file path relative to the recipe's folder"):
-        super().__init__(None, what, line=True)
+        super().__init__(r".+", what, line=True)
         object.__setattr__(self, "private", private)
 
 
@@ -231,6 +232,9 @@ class SecretRef(Type):
         if (isinstance(value, dict) and len(value) == 1
                 and set(value) <= {"env", "file"}
                 and isinstance(next(iter(value.values())), str) and next(iter(value.values()))):
+            # a variable name or a path: one line, no NUL (neither can hold one)
+            if _CONTROL.search(next(iter(value.values()))):
+                raise Bad(f"{self.name}, naming it on one line without control characters")
             return dict(value)
         # never echo a plain string here: it is likely the password itself
         raise Bad(self.name, got="a plain string (a secret is never written in a recipe)"
