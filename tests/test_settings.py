@@ -262,24 +262,32 @@ def _stage_inputs(recipe: Recipe, names: list[str]) -> None:
         attempt(lambda: verify.target_for(recipe, Path("/nonexistent/x.qcow2"), {}))
 
 
-@hsettings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.too_slow,
-                                                                   HealthCheck.function_scoped_fixture])
-@given(RECIPES_FROM_TABLE)
-def test_validates_implies_plans_cleanly(recipe_dir, doc):
-    _plans_cleanly(recipe_dir, doc)
+def test_validates_implies_plans_cleanly(recipe_dir):
+    planned = set()
+
+    @hsettings(max_examples=300, deadline=None, database=None,
+               suppress_health_check=[HealthCheck.too_slow])
+    @given(RECIPES_FROM_TABLE)
+    def check(doc):
+        if _plans_cleanly(recipe_dir, doc):
+            planned.add((doc.get("build") or {}).get("method") or "bootstrap")
+    check()
+    # the generator is not vacuous: valid recipes of both build methods came out of it
+    assert planned == {"bootstrap", "installer"}
 
 
-def _plans_cleanly(recipe_dir: Path, doc: dict) -> None:
+def _plans_cleanly(recipe_dir: Path, doc: dict) -> bool:
+    """False when ``doc`` does not validate; else plans it, failing on any internal error."""
     values, problems = R.validate(doc, file="prop.toml")
     if problems:
-        return
+        return False
     recipe = Recipe(name="prop", path=recipe_dir / "prop.toml", values=values)
     try:
         names = pipeline.stage_names(recipe)
         stages = pipeline.stages_for(recipe)
     except IronforgeError as exc:
         _ok(exc)
-        return
+        return False
     engine = Engine(store=Store(recipe_dir / "cache"), accel=Accel("tcg", "test"), offline=True)
     for stage in stages:
         try:
@@ -289,15 +297,17 @@ def _plans_cleanly(recipe_dir: Path, doc: dict) -> None:
         except IronforgeError as exc:
             _ok(exc)
     _stage_inputs(recipe, names)
+    return True
 
 
 def _base(method: str) -> dict:
-    """A valid recipe with one item in every list of tables, so every row has a place."""
+    """A valid recipe with one item in every list of tables, so every row has a place (file
+    content inline: a source file's cache token is a deliberately slow scrypt)."""
     doc = {"arch": "amd64", "os": {"family": "debian", "release": "12"},
            "build": {"method": method},
            "sources": [{"name": "local", "path": "files/ok.txt"}],
            "customize": {"users": [{"name": "alice", "groups": ["adm"], "ssh_keys": ["ssh-ed25519 AAAA a"]}],
-                         "files": [{"path": "/etc/motd", "source": "files/ok.txt"}]}}
+                         "files": [{"path": "/etc/motd", "content": "hi"}]}}
     if method == "installer":
         doc["sources"].append({"name": "di", "debian_installer": {"release": "12"}})
     return doc
@@ -332,6 +342,8 @@ def _with(doc: dict, key: str, value) -> dict:
     for part in parts[:-1]:
         node = node[part[:-2]][0] if part.endswith("[]") else node.setdefault(part, {})
     node[parts[-1]] = value
+    if key == "customize.files[].source":   # one of content, source: the cheap one by default
+        node.pop("content", None)
     return doc
 
 
@@ -343,16 +355,3 @@ def test_every_hostile_value_anywhere_plans_cleanly(recipe_dir, key):
         for h in HOSTILE_STRINGS:
             for value in (h, [h], {"file": h}):
                 _plans_cleanly(recipe_dir, _with(_base(method), key, value))
-
-
-def test_generated_recipes_reach_every_stage():
-    """The generator is not vacuous: valid recipes of both build methods come out of it."""
-    seen = set()
-
-    @hsettings(max_examples=300, deadline=None, database=None)
-    @given(RECIPES_FROM_TABLE)
-    def collect(doc):
-        if not R.validate(doc)[1]:
-            seen.add((doc.get("build") or {}).get("method") or "bootstrap")
-    collect()
-    assert seen == {"bootstrap", "installer"}
