@@ -42,8 +42,9 @@ def _inside(resolved: Path, ok: tuple[Path, ...]) -> bool:
 
 def _outside_message(key: str, given: str, resolved: Path, recipe: str, folder: Path) -> str:
     where = f" (resolves to {resolved})" if str(resolved) != given else ""
-    return (f"{key}: host path {given!r}{where} is outside the folder of recipe {recipe} "
-            f"({folder})")
+    whose = f"the recipe's folder {folder}" if recipe in (str(folder), "recipe") \
+        else f"the folder of recipe {recipe} ({folder})"
+    return f"{key}: host path {given!r}{where} is outside {whose}"
 
 
 HINT = (f"a recipe reads host files only inside its own folder; to allow another directory, "
@@ -104,4 +105,5 @@ def outside(values: Mapping[str, Any], recipe_dir: Path, allowed: Iterable[Path]
 
 def expected(folder: Path) -> str:
     """What a recipe problem about a host path expects."""
-    return f"a path inside the recipe's folder {folder} (or in a directory allowed with {FLAG} DIR or {ENV_VAR})"
+    return (f"a path inside the recipe's folder {folder} "
+            f"(or in a directory allowed with {FLAG} DIR or {ENV_VAR})")

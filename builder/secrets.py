@@ -67,7 +67,7 @@ def _check_ref(ref: object, key: str, recipe_file: str) -> tuple[str, str]:
 
 
 def resolve(ref: Mapping[str, str], recipe_dir: Path | None, env: Mapping[str, str] | None = None,
-            key: str = "secret", allowed: Iterable[Path] = ()) -> Secret:
+            key: str = "secret", allowed: Iterable[Path] = (), recipe: str | None = None) -> Secret:
     """The secret ``ref`` points at. ``key`` is the recipe key path, used in error messages.
 
     A missing or empty variable or file is a problem of how the build was invoked (exit 2),
@@ -75,7 +75,7 @@ def resolve(ref: Mapping[str, str], recipe_dir: Path | None, env: Mapping[str, s
     recipe's folder (cwd without one) or one of the ``allowed`` directories (builder.hostpaths).
     """
     env = os.environ if env is None else env
-    recipe_file = str(recipe_dir) if recipe_dir else "recipe"
+    recipe_file = recipe or (str(recipe_dir) if recipe_dir else "recipe")
     kind, where = _check_ref(ref, key, recipe_file)
     if kind == "env":
         value = env.get(where)

@@ -93,7 +93,7 @@ class CustomizeSpec:
         def password(ref, key):
             if ref is None:
                 return None
-            return secrets.crypt_form(secrets.resolve(ref, rdir, env, key, allowed))
+            return secrets.crypt_form(secrets.resolve(ref, rdir, env, key, allowed, rfile))
 
         users = tuple(
             UserSpec(name=u["name"], ssh_keys=tuple(u.get("ssh_keys") or ()), sudo=bool(u.get("sudo")),
