@@ -19,7 +19,7 @@ from pathlib import Path
 
 import click
 
-from builder import __version__, pipeline, recipe as recipes, settings
+from builder import __version__, hostpaths, pipeline, recipe as recipes, settings
 from builder.cache.store import Store, default_root
 from builder.errors import IronforgeError, MissingEnvironment, RecipeError, UsageError
 from builder.host import accel as accelmod
@@ -40,6 +40,8 @@ class App:
     verbose: int
     quiet: bool
     _accel: accelmod.Accel | None = field(default=None, repr=False)
+    # directories besides a recipe's own folder it may read host files from
+    allow_host_paths: tuple[Path, ...] = ()
 
     @property
     def progress(self) -> bool:
@@ -100,14 +102,19 @@ def _report(exc: BaseException, debug: bool) -> int:
               help="Where recipe names are looked up (default ./recipes).")
 @click.option("--accel", type=click.Choice(["auto", "kvm", "tcg"]), default=None,
               help="Force the accelerator (default: detect; also $IRONFORGE_ACCEL).")
+@click.option("--allow-host-path", "allow_host_path", multiple=True,
+              type=click.Path(path_type=Path, file_okay=False),
+              help="Let recipes read host files under DIR too, not only inside their own folder "
+                   "(repeatable; also $IRONFORGE_ALLOW_HOST_PATH, os.pathsep-separated).")
 @click.pass_context
-def cli(ctx, verbose, quiet, debug, cache_dir, output_dir, recipes_dir, accel):
+def cli(ctx, verbose, quiet, debug, cache_dir, output_dir, recipes_dir, accel, allow_host_path):
     """ironforge: build appliance images from recipes and prove they boot."""
     from builder.log import setup
     setup(verbose, quiet)
     ctx.obj = App(cache_dir=cache_dir or default_root(),
                   output_dir=output_dir or Path(os.environ.get("IRONFORGE_OUTPUT", "output")),
-                  recipes_dir=recipes_dir, accel_override=accel, debug=debug, verbose=verbose, quiet=quiet)
+                  recipes_dir=recipes_dir, accel_override=accel, debug=debug, verbose=verbose, quiet=quiet,
+                  allow_host_paths=(*allow_host_path, *hostpaths.from_env()))
 
 
 pass_app = click.make_pass_decorator(App)
@@ -127,7 +134,7 @@ def recipes_list(app: App, as_json):
     rows = []
     for p in recipes.list_recipes(app.recipes_dir):
         try:
-            r = recipes.load(str(p), app.recipes_dir)
+            r = recipes.load(str(p), app.recipes_dir, app.allow_host_paths)
             rows.append({"name": r.name, "arch": r.arch, "os": f"{r.family} {r.release}",
                          "method": r.get("build.method"), "description": r.get("description"), "valid": True})
         except IronforgeError as exc:
@@ -152,7 +159,7 @@ def recipes_validate(app: App, names, as_json):
     problems, report = [], []
     for t in targets:
         try:
-            r = recipes.load(t, app.recipes_dir)
+            r = recipes.load(t, app.recipes_dir, app.allow_host_paths)
             report.append({"recipe": r.name, "ok": True})
             if not as_json:
                 click.echo(f"ok  {r.name}")
@@ -176,7 +183,7 @@ def recipes_validate(app: App, names, as_json):
 @pass_app
 def recipes_show(app: App, name):
     """The recipe as ironforge sees it: merged, validated, defaults applied (JSON)."""
-    r = recipes.load(name, app.recipes_dir)
+    r = recipes.load(name, app.recipes_dir, app.allow_host_paths)
     _emit_json({"name": r.name, "files": [str(p) for p in r.chain], "digest": r.digest,
                 "stages": pipeline.stage_names(r), "values": r.values})
 
@@ -246,7 +253,7 @@ def _targets(app: App, names, all_) -> list:
     loaded, problems = [], []
     for n in names:
         try:
-            loaded.append(recipes.load(n, app.recipes_dir))
+            loaded.append(recipes.load(n, app.recipes_dir, app.allow_host_paths))
         except RecipeError as exc:
             problems.extend(exc.problems)
     if problems:
@@ -388,7 +395,7 @@ def _verify_targets(app: App, items, opts: dict) -> list:
             targets.append(t)
             continue
         try:
-            r = recipes.load(item, app.recipes_dir)
+            r = recipes.load(item, app.recipes_dir, app.allow_host_paths)
         except RecipeError as exc:
             problems.extend(exc.problems)
             continue
@@ -456,7 +463,7 @@ def run_cmd(app: App, image, arch, no_snapshot, memory, cpus, firmware, copy_to)
     from builder.runner.interactive import run_interactive
     p = Path(image)
     if not p.is_file():
-        r = recipes.load(image, app.recipes_dir)
+        r = recipes.load(image, app.recipes_dir, app.allow_host_paths)
         p = app.output_dir / r.name / f"{r.name}.qcow2"
         if not p.is_file():
             raise UsageError(f"{image}: no built image at {p}", hint=f"run: ironforge build {r.name}")

@@ -19,8 +19,9 @@ from typing import Any
 
 from builder.cache.lease import Lease
 from builder.cache.codekey import CodeDigests
+from builder import private_inputs
 from builder.cache.store import Store
-from builder.errors import FetchError, IronforgeError
+from builder.errors import FetchError
 from builder.host import tools
 from builder.host.accel import Accel
 from builder.recipe import Recipe, canonical_json
@@ -28,9 +29,6 @@ from builder.recipe_view import RecipeView
 from builder.stage import Artifact, Output, StageContext, StageDef
 
 log = logging.getLogger("ironforge.engine")
-
-_SECRET_KEYS = ("customize.root_password", "customize.users", "windows.product_key",
-                "windows.admin_password", "windows.users")
 
 
 @dataclass(frozen=True)
@@ -61,29 +59,8 @@ class RunResult:
 
 
 def _read_value(recipe: Recipe, key: str) -> Any:
-    value = recipe.get(key, None)
-    if key in _SECRET_KEYS or any(key.startswith(k + ".") or k.startswith(key + ".") for k in _SECRET_KEYS):
-        value = _tokenise_secrets(recipe, value)
-    return value
-
-
-def _tokenise_secrets(recipe: Recipe, value: Any) -> Any:
-    """Replace secret references by a token of their current value, so a changed password
-    re-runs the stage without the key (or the plan output) revealing anything."""
-    if isinstance(value, dict):
-        if set(value) <= {"env", "file"} and len(value) == 1:
-            try:
-                from builder.secrets import cache_token
-            except ImportError:  # secrets module not present: the reference alone
-                return value
-            try:
-                return {"ref": value, "token": cache_token(value, recipe.dir)}
-            except IronforgeError:
-                return {"ref": value, "token": "unresolved"}
-        return {k: _tokenise_secrets(recipe, v) for k, v in value.items()}
-    if isinstance(value, list):
-        return [_tokenise_secrets(recipe, v) for v in value]
-    return value
+    # secrets and private host files enter the key as tokens (settings table decides which)
+    return private_inputs.tokenise(recipe, key, recipe.get(key, None))
 
 
 def _changed_paths(key: str, old: Any, new: Any) -> list[str]:

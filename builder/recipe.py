@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Any
 
 from builder import arch as archmod
+from builder import hostpaths
 from builder import settings as st
 from builder.errors import RecipeError, RecipeProblem, UsageError
 
@@ -24,6 +25,12 @@ _MISSING = object()
 
 DEBIAN_RELEASES = {"12": "bookworm", "13": "trixie"}
 DEBIAN_CODENAMES = {v: k for k, v in DEBIAN_RELEASES.items()}
+
+# Bounds on what a recipe file may be, checked before and right after parsing, so that a
+# hostile or broken file is a RecipeError naming it, never a MemoryError or RecursionError.
+MAX_FILE_BYTES = 1 << 20
+MAX_DEPTH = 32          # the settings nest 4 deep; nothing legitimate comes near this
+MAX_CHAIN = 32          # recipes in one ``extends`` chain
 
 
 @dataclass(frozen=True)
@@ -33,6 +40,8 @@ class Recipe:
     values: dict[str, Any]                     # nested, validated, defaults applied
     digest: str = ""                           # sha256 of the canonical JSON of ``values``
     chain: tuple[Path, ...] = field(default_factory=tuple)  # files merged via ``extends``
+    # Directories besides its own folder it may read host files from (--allow-host-path).
+    host_paths: tuple[Path, ...] = ()
 
     def get(self, key: str, default: Any = _MISSING) -> Any:
         """Value at a dotted key path, e.g. ``recipe.get("customize.hostname")``; "name" is the
@@ -117,15 +126,51 @@ def list_recipes(recipes_dir: Path | None = None) -> list[Path]:
     return sorted(d.glob("*.toml"))
 
 
+def _depth(doc: Any) -> int:
+    """How deeply tables and arrays nest (iteratively: the input may be deep)."""
+    deepest, todo = 0, [(doc, 1)]
+    while todo:
+        node, d = todo.pop()
+        if isinstance(node, (dict, list)):
+            deepest = max(deepest, d)
+            if d <= MAX_DEPTH:
+                todo.extend((v, d + 1) for v in (node.values() if isinstance(node, dict) else node))
+    return deepest
+
+
 def _read_toml(path: Path, problems: list[RecipeProblem]) -> dict | None:
+    def bad(expected: str, got: str) -> None:
+        problems.append(RecipeProblem(str(path), "", expected, got))
+
     try:
         with open(path, "rb") as f:
-            return tomllib.load(f)
+            data = f.read(MAX_FILE_BYTES + 1)
+    except OSError as exc:
+        bad("a readable TOML file", exc.strerror or str(exc))
+        return None
+    if len(data) > MAX_FILE_BYTES:
+        bad(f"a recipe file of at most {MAX_FILE_BYTES >> 10} KiB", "a larger file")
+        return None
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        bad("a UTF-8 text file", f"undecodable bytes at offset {exc.start}")
+        return None
+    if "\x00" in text:
+        bad("a text file", f"a NUL byte at offset {text.index(chr(0))} (a binary file?)")
+        return None
+    try:
+        doc = tomllib.loads(text)
     except tomllib.TOMLDecodeError as exc:
-        problems.append(RecipeProblem(str(path), "", "valid TOML", f"a syntax error: {exc}"))
-    except (OSError, UnicodeDecodeError) as exc:
-        problems.append(RecipeProblem(str(path), "", "a readable UTF-8 TOML file", str(exc)))
-    return None
+        bad("valid TOML", f"a syntax error: {exc}")
+        return None
+    except RecursionError:
+        bad(f"tables and arrays nested at most {MAX_DEPTH} deep", "deeper nesting")
+        return None
+    if _depth(doc) > MAX_DEPTH:
+        bad(f"tables and arrays nested at most {MAX_DEPTH} deep", "deeper nesting")
+        return None
+    return doc
 
 
 def _merge(base: dict, over: dict, base_origin: dict, over_file: str, prefix: str = "") -> None:
@@ -161,6 +206,10 @@ def read_chain(path: Path, recipes_dir: Path | None, problems: list[RecipeProble
     if path in _seen:
         cycle = " -> ".join(p.stem for p in (*_seen, path))
         problems.append(RecipeProblem(str(_seen[-1]), "extends", "no cycle", f"a cycle: {cycle}"))
+        return {}, {}, ()
+    if len(_seen) >= MAX_CHAIN:
+        problems.append(RecipeProblem(str(_seen[-1]), "extends", f"at most {MAX_CHAIN} recipes in an "
+                                      "extends chain", "a longer chain"))
         return {}, {}, ()
     doc = _read_toml(path, problems)
     if doc is None:
@@ -239,11 +288,7 @@ class _Validator:
                 try:
                     parsed = setting.type.parse(v)
                 except st.Bad as bad:
-                    # a secret written in place must not be echoed back into logs and CI output
-                    got = ("a value written in the recipe (not shown: secrets are referenced, never "
-                           "written)") if isinstance(setting.type, st.SecretRef) and isinstance(v, str) \
-                        else _describe(v)
-                    self.problem(dpath, bad.expected, got)
+                    self.problem(dpath, bad.expected, bad.got or _describe(v))
                     continue
                 if isinstance(setting.type, st.TableList):
                     parsed = [self.table(item, skey + "[]", f"{dpath}[{i}]") for i, item in enumerate(parsed)]
@@ -314,6 +359,13 @@ def _cross_checks(v: _Validator, values: dict) -> None:
         if not any(s.get("debian_installer") for s in values.get("sources") or []):
             v.problem("sources", 'a [[sources]] entry with debian_installer for build.method = "installer"',
                       "none")
+    users = (values.get("customize") or {}).get("users") or []
+    if build.get("method") == "installer" and fam == "debian" and users:
+        name = users[0].get("name")
+        # d-i's user-setup makes the first user and is stricter than useradd
+        if isinstance(name, str) and not name[:1].isalpha():
+            v.problem("customize.users[0].name", "a name starting with a letter (the installer "
+                      "creates the first user and refuses others)", _describe(name))
     for i, f in enumerate((values.get("customize") or {}).get("files") or []):
         if (f.get("content") is None) == (f.get("source") is None):
             v.problem(f"customize.files[{i}]", "exactly one of content, source",
@@ -372,14 +424,46 @@ def validate(doc: dict, origin: dict[str, str] | None = None, file: str = "<reci
     return values, v.problems
 
 
-def load(name_or_path: str | Path, recipes_dir: Path | None = None) -> Recipe:
-    """Find, read, merge and validate a recipe; RecipeError lists every problem."""
+def name_problem(name: str) -> str | None:
+    """Why ``name`` cannot name a recipe's output folder (output/<name>/), or None."""
+    if not name or name in (".", ".."):
+        return "an empty name, '.' or '..'"
+    if "/" in name or "\\" in name or (os.altsep and os.altsep in name):
+        return "a path separator"
+    if name.startswith("."):
+        return "a leading '.' (hidden names are the publisher's temporary folders)"
+    if any(ord(c) < 0x20 or c == "\x7f" for c in name):
+        return "a control character"
+    return None
+
+
+def load(name_or_path: str | Path, recipes_dir: Path | None = None,
+         allow_host_paths: tuple[Path, ...] = ()) -> Recipe:
+    """Find, read, merge and validate a recipe; RecipeError lists every problem.
+
+    Host files it names (``settings.host_file_paths()`` and ``{ file = … }`` secrets) must lie
+    inside its folder or one of ``allow_host_paths``."""
     path = find(str(name_or_path), recipes_dir)
     problems: list[RecipeProblem] = []
+    why = name_problem(path.stem)
+    if why:
+        problems.append(RecipeProblem(str(path), "", "a recipe file name usable as an output "
+                                      "folder name", why))
     doc, origin, chain = read_chain(path, recipes_dir, problems)
     values, vproblems = validate(doc, origin, str(path))
     problems.extend(vproblems)
+    if not problems:
+        where = _Validator(origin, str(path))
+        for dpath, given, resolved in hostpaths.outside(values, path.parent, allow_host_paths,
+                                                         st.host_file_paths(), st.secret_paths()):
+            shown = f"{given!r}" + (f" (resolves to {resolved})" if str(resolved) != given else "")
+            where.problem(dpath, hostpaths.expected(path.parent.resolve()), f"{shown}, outside it")
+        problems.extend(where.problems)
     if problems:
-        raise RecipeError(problems, hint="`ironforge recipes schema` lists every setting")
+        hint = "`ironforge recipes schema` lists every setting"
+        if any(hostpaths.FLAG in p.expected for p in problems):
+            hint = hostpaths.HINT
+        raise RecipeError(problems, hint=hint)
     digest = hashlib.sha256(canonical_json(values).encode()).hexdigest()
-    return Recipe(name=path.stem, path=path, values=values, digest=digest, chain=chain)
+    return Recipe(name=path.stem, path=path, values=values, digest=digest, chain=chain,
+                  host_paths=tuple(allow_host_paths))

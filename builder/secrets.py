@@ -14,8 +14,9 @@ import json
 import os
 import secrets as _random
 from pathlib import Path
-from typing import Mapping
+from typing import Iterable, Mapping
 
+from builder import hostpaths
 from builder.errors import RecipeError, RecipeProblem, UsageError
 
 # Crypt forms that are already hashes and go into /etc/shadow as they are.
@@ -66,14 +67,15 @@ def _check_ref(ref: object, key: str, recipe_file: str) -> tuple[str, str]:
 
 
 def resolve(ref: Mapping[str, str], recipe_dir: Path | None, env: Mapping[str, str] | None = None,
-            key: str = "secret") -> Secret:
+            key: str = "secret", allowed: Iterable[Path] = (), recipe: str | None = None) -> Secret:
     """The secret ``ref`` points at. ``key`` is the recipe key path, used in error messages.
 
     A missing or empty variable or file is a problem of how the build was invoked (exit 2),
-    named with the variable or path and the key that asked for it.
+    named with the variable or path and the key that asked for it. A file must lie inside the
+    recipe's folder (cwd without one) or one of the ``allowed`` directories (builder.hostpaths).
     """
     env = os.environ if env is None else env
-    recipe_file = str(recipe_dir) if recipe_dir else "recipe"
+    recipe_file = recipe or (str(recipe_dir) if recipe_dir else "recipe")
     kind, where = _check_ref(ref, key, recipe_file)
     if kind == "env":
         value = env.get(where)
@@ -85,9 +87,7 @@ def resolve(ref: Mapping[str, str], recipe_dir: Path | None, env: Mapping[str, s
             raise UsageError(f"{key}: environment variable {where} is empty",
                              hint=f"set {where} to the secret, or remove {key} from the recipe")
         return Secret(value, f"env {where}")
-    path = Path(where)
-    if not path.is_absolute():
-        path = (recipe_dir or Path.cwd()) / path
+    path = hostpaths.resolve(where, recipe_dir, allowed, key=key, recipe=recipe_file)
     try:
         text = path.read_text(encoding="utf-8")
     except FileNotFoundError:
@@ -104,7 +104,8 @@ def resolve(ref: Mapping[str, str], recipe_dir: Path | None, env: Mapping[str, s
 
 
 def cache_token(ref: Mapping[str, str] | None, recipe_dir: Path | None,
-                env: Mapping[str, str] | None = None, key: str = "secret") -> str:
+                env: Mapping[str, str] | None = None, key: str = "secret",
+                allowed: Iterable[Path] = ()) -> str:
     """A stable token for cache keys: changes when the secret changes, and does not reveal it.
 
     scrypt (memory-hard, salted with the reference and key path) makes guessing the secret
@@ -113,11 +114,25 @@ def cache_token(ref: Mapping[str, str] | None, recipe_dir: Path | None,
     """
     if ref is None:
         return "none"
-    secret = resolve(ref, recipe_dir, env, key)
+    secret = resolve(ref, recipe_dir, env, key, allowed)
     salt = b"ironforge-cache-token\0" + json.dumps([key, dict(ref)], sort_keys=True).encode()
-    digest = hashlib.scrypt(secret.reveal().encode("utf-8"), salt=salt, n=2 ** 14, r=8, p=1,
-                            dklen=32)
+    return _scrypt_token(secret.reveal().encode("utf-8"), salt)
+
+
+def _scrypt_token(data: bytes, salt: bytes) -> str:
+    digest = hashlib.scrypt(data, salt=salt, n=2 ** 14, r=8, p=1, dklen=32)
     return "scrypt:" + digest.hex()
+
+
+def content_token(path: Path, key: str) -> str:
+    """A cache-key token of a host file's content that, unlike its sha256, cannot be matched
+    against guesses cheaply: a small private file (a key, a PIN) copied into an image must not
+    be recoverable from a published key. Deterministic, so an unchanged file stays a hit."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return _scrypt_token(h.digest(), b"ironforge-file-token\0" + key.encode())
 
 
 def is_hashed(value: str) -> bool:

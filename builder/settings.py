@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import urlsplit
 
 from builder import arch as archmod
 
@@ -19,9 +20,10 @@ REQUIRED = object()  # default marker: the key must be given
 class Bad(Exception):
     """A value does not fit its type; ``expected`` says what would."""
 
-    def __init__(self, expected: str):
+    def __init__(self, expected: str, got: str | None = None):
         super().__init__(expected)
         self.expected = expected
+        self.got = got          # what was found, when the value itself must not be echoed
 
 
 # -- value types ------------------------------------------------------------------------------
@@ -38,16 +40,68 @@ class Type:
         return self.name
 
 
+# A NUL cannot travel through a command line, a guestfs call or a path; no setting needs one.
+_NUL = "\x00"
+# What breaks a line-based file (preseed, passwd, sources.list, authorized_keys…): line breaks
+# (also the Unicode ones Python's splitlines() honours) and the other C0 controls and DEL. A
+# tab is ordinary whitespace in all of them.
+_CONTROL = re.compile(r"[\x00-\x08\x0a-\x1f\x7f\x85\u2028\u2029]")
+
+
 class Str(Type):
-    def __init__(self, pattern: str | None = None, what: str = "a string"):
+    """A string; ``line=True`` for one that ends up as (part of) a line of some config file."""
+
+    def __init__(self, pattern: str | None = None, what: str = "a string", line: bool = False):
         object.__setattr__(self, "name", what)
         object.__setattr__(self, "pattern", pattern)
+        object.__setattr__(self, "line", line)
 
     def parse(self, value):
         if not isinstance(value, str):
             raise Bad(self.name)
+        if self.line and _CONTROL.search(value):
+            raise Bad(f"{self.name}, on one line (no line breaks or control characters)")
+        if _NUL in value:
+            raise Bad(f"{self.name} without NUL characters")
         if self.pattern and not re.fullmatch(self.pattern, value):
             raise Bad(self.name)
+        return value
+
+
+class HostFile(Str):
+    """A file on the build host, relative to the recipe's folder, which it must stay inside
+    (builder.hostpaths). ``private``: its content may be secret, so only a token of it goes
+    into cache keys and nothing of it into published manifests."""
+
+    def __init__(self, private: bool, what: str = "a file path relative to the recipe's folder"):
+        super().__init__(r".+", what, line=True)
+        object.__setattr__(self, "private", private)
+
+
+class Url(Type):
+    """An http(s) URL without credentials: a recipe is shared and logged, so it never holds a
+    password. ``mirror``: also no query or fragment (apt and d-i take a plain base URL)."""
+
+    def __init__(self, mirror: bool = False):
+        object.__setattr__(self, "name", "an http(s) URL" + (" of a mirror" if mirror else ""))
+        object.__setattr__(self, "mirror", mirror)
+
+    def parse(self, value):
+        if not isinstance(value, str) or not re.fullmatch(r"https?://[^\s\x00-\x1f\x7f]+", value):
+            raise Bad(self.name)
+        try:
+            parts = urlsplit(value)
+            parts.port  # noqa: B018 - raises ValueError for a bad port
+        except ValueError:
+            raise Bad(self.name) from None
+        if "@" in parts.netloc:
+            raise Bad(f"{self.name} without user:password@ (credentials never go in a recipe; "
+                      "serve the mirror without them, e.g. through a local proxy that adds them)",
+                      got=f"a URL with credentials for {parts.hostname or 'a host'} (not shown)")
+        if not parts.hostname:
+            raise Bad(self.name)
+        if self.mirror and (parts.query or parts.fragment or value.endswith(("?", "#"))):
+            raise Bad(f"{self.name} without query or fragment")
         return value
 
 
@@ -141,11 +195,13 @@ class StrList(Type):
         if not isinstance(value, list):
             raise Bad(self.name)
         out = []
-        for v in value:
+        for i, v in enumerate(value):
             try:
                 out.append(self.item.parse(v))
-            except Bad:
-                raise Bad(self.name) from None
+            except Bad as bad:
+                if bad.expected == self.item.name:
+                    raise Bad(self.name) from None
+                raise Bad(f"{self.name} (item {i}: {bad.expected})") from None
         return out
 
 
@@ -176,8 +232,13 @@ class SecretRef(Type):
         if (isinstance(value, dict) and len(value) == 1
                 and set(value) <= {"env", "file"}
                 and isinstance(next(iter(value.values())), str) and next(iter(value.values()))):
+            # a variable name or a path: one line, no NUL (neither can hold one)
+            if _CONTROL.search(next(iter(value.values()))):
+                raise Bad(f"{self.name}, naming it on one line without control characters")
             return dict(value)
-        raise Bad(self.name)
+        # never echo a plain string here: it is likely the password itself
+        raise Bad(self.name, got="a plain string (a secret is never written in a recipe)"
+                  if isinstance(value, str) else None)
 
 
 class WindowsEdition(Type):
@@ -225,9 +286,9 @@ CHECKS = ("arch", "virtio-root", "virtio-drivers", "systemd")
 
 S = Setting
 SETTINGS: tuple[Setting, ...] = (
-    S("extends", Str(what="the name or path of another recipe"), None,
+    S("extends", Str(what="the name or path of another recipe", line=True), None,
       "Recipe to start from; its tables are merged key by key, lists replace."),
-    S("description", Str(), "", "One line saying what the image is."),
+    S("description", Str(what="a line of text", line=True), "", "One line saying what the image is."),
     S("arch", ArchWord(), REQUIRED, "CPU architecture: amd64 (x86_64) or i386 (i686)."),
     S("firmware", Enum("bios", "uefi"), "bios", "Boot firmware the image is made for."),
     S("os.family", Enum("debian", "windows"), REQUIRED, "Operating system family."),
@@ -235,7 +296,7 @@ SETTINGS: tuple[Setting, ...] = (
       "Release: Debian \"12\"/\"bookworm\", \"13\"/\"trixie\"; Windows \"10\", \"11\", \"server-2022\"…"),
     S("build.method", Enum("bootstrap", "installer"), "bootstrap",
       "bootstrap: mmdebstrap + image assembly (fast); installer: the official installer, unattended."),
-    S("build.mirror", Str(r"https?://\S+", "an http(s) URL"), "http://deb.debian.org/debian",
+    S("build.mirror", Url(mirror=True), "http://deb.debian.org/debian",
       "Package mirror used by the bootstrap and the installer."),
     S("build.variant", Enum("essential", "apt", "required", "minbase", "buildd", "important", "standard"),
       "apt", "mmdebstrap variant (package priority set)."),
@@ -246,10 +307,12 @@ SETTINGS: tuple[Setting, ...] = (
     S("disk.filesystem", Enum("ext4"), "ext4", "Root filesystem type."),
     S("sources", TableList("a list of tables ([[sources]])"), [],
       "Files to fetch and verify before building (installers, driver ISOs)."),
-    S("sources[].name", Str(r"[A-Za-z0-9_.\-]+", "a name of letters, digits, '_', '.', '-'"), REQUIRED,
+    S("sources[].name", Str(r"(?!\.\.?$)[A-Za-z0-9_.\-]+", "a name of letters, digits, '_', '.', '-' "
+                            "(not '.' or '..')"), REQUIRED,
       "Logical name; later stages refer to the file by it."),
-    S("sources[].url", Str(r"https?://\S+", "an http(s) URL"), None, "Download URL (needs sha256 or sha512)."),
-    S("sources[].path", Str(), None, "Local file, relative to the recipe's directory."),
+    S("sources[].url", Url(), None, "Download URL (needs sha256 or sha512)."),
+    S("sources[].path", HostFile(private=False), None,
+      "Local file, relative to the recipe's directory (and inside it, unless --allow-host-path)."),
     S("sources[].sha256", Str(HEX64, "64 hex digits"), None, "Expected SHA-256 of the file."),
     S("sources[].sha512", Str(HEX128, "128 hex digits"), None, "Expected SHA-512 of the file."),
     S("sources[].debian_installer.release", Str(r"[A-Za-z0-9]+", "a release like \"12\""), REQUIRED,
@@ -257,14 +320,15 @@ SETTINGS: tuple[Setting, ...] = (
     S("sources[].debian_installer.arch", ArchWord(), None, "Installer arch (default: the recipe's)."),
     S("sources[].debian_installer.image", Enum("netboot", "mini.iso"), "netboot",
       "netboot: kernel + initrd; mini.iso: the small installer ISO."),
-    S("sources[].debian_installer.mirror", Str(r"https?://\S+", "an http(s) URL"), None,
+    S("sources[].debian_installer.mirror", Url(mirror=True), None,
       "Mirror to fetch from (default: build.mirror)."),
     S("installer.locale", Str(r"[A-Za-z_]+(\.[A-Za-z0-9\-]+)?", "a locale like \"en_US.UTF-8\""),
       "en_US.UTF-8", "Installer language and system locale."),
     S("installer.keymap", Str(r"[a-z0-9_\-]+", "an X keymap like \"us\""), "us", "Keyboard layout."),
     S("installer.timeout", Duration(lo=60), 90 * 60, "Overall limit for an installer run."),
     S("installer.stall", Duration(lo=30), 15 * 60, "Fail when the installer shows no progress this long."),
-    S("installer.extra_preseed", StrList(), [], "Raw preseed lines appended verbatim."),
+    S("installer.extra_preseed", StrList(Str(what="a preseed line", line=True), "a list of preseed lines"),
+      [], "Raw preseed lines appended verbatim."),
     S("customize.hostname", Str(r"[A-Za-z0-9]([A-Za-z0-9\-]{0,61}[A-Za-z0-9])?", "a hostname"),
       "localhost", "Host name of the guest."),
     S("customize.timezone", Str(r"[A-Za-z0-9_+\-]+(/[A-Za-z0-9_+\-]+)*", "a zone like \"Europe/Paris\""),
@@ -275,17 +339,25 @@ SETTINGS: tuple[Setting, ...] = (
       "Root password by reference; the root account is locked when absent."),
     S("customize.users", TableList("a list of tables ([[customize.users]])"), [], "Local users."),
     S("customize.users[].name", Str(r"[a-z_][a-z0-9_\-]{0,31}", "a user name"), REQUIRED, "Login name."),
-    S("customize.users[].ssh_keys", StrList(), [], "authorized_keys lines."),
+    S("customize.users[].ssh_keys",
+      StrList(Str(what="an authorized_keys line", line=True), "a list of authorized_keys lines"), [],
+      "authorized_keys lines."),
     S("customize.users[].sudo", Bool(), False, "Grant passwordless sudo."),
     S("customize.users[].password", SecretRef(), None, "Password by reference; locked when absent."),
-    S("customize.users[].shell", Str(r"/\S+", "an absolute path"), "/bin/bash", "Login shell."),
-    S("customize.users[].groups", StrList(), [], "Supplementary groups."),
+    S("customize.users[].shell", Str(r"/[^\s:\x00-\x1f\x7f]+", "an absolute path"), "/bin/bash",
+      "Login shell."),
+    S("customize.users[].groups",
+      StrList(Str(r"[A-Za-z_][A-Za-z0-9_.\-]{0,31}\$?", "a group name"), "a list of group names"), [],
+      "Supplementary groups."),
     S("customize.packages", StrList(Str(r"[a-z0-9][a-z0-9+.\-]*(:[a-z0-9]+)?", "a package name")), [],
       "Extra packages installed by the customize stage."),
     S("customize.files", TableList("a list of tables ([[customize.files]])"), [], "Files to write."),
-    S("customize.files[].path", Str(r"/.*", "an absolute path"), REQUIRED, "Path in the guest."),
+    S("customize.files[].path", Str(r"(/(?!\.\.?(?:/|$))[^/\x00-\x1f\x7f]+)+",
+                                    "an absolute path (no '.', '..' or empty parts)"), REQUIRED,
+      "Path in the guest."),
     S("customize.files[].content", Str(), None, "Literal content."),
-    S("customize.files[].source", Str(), None, "Host file to copy, relative to the recipe's directory."),
+    S("customize.files[].source", HostFile(private=True), None,
+      "Host file to copy, relative to the recipe's directory (and inside it, unless --allow-host-path)."),
     S("customize.files[].mode", Str(r"0?[0-7]{3,4}", "an octal mode like \"0644\""), "0644", "File mode."),
     S("customize.files[].owner", Str(r"[a-z_][a-z0-9_\-]*(:[a-z_][a-z0-9_\-]*)?", "user or user:group"),
       "root", "Owner."),
@@ -341,6 +413,17 @@ SETTINGS: tuple[Setting, ...] = (
 )
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
+
+
+def secret_paths() -> list[str]:
+    """Key paths of every secret reference, list items as ``[]`` (customize.users[].password)."""
+    return [s.key for s in SETTINGS if isinstance(s.type, SecretRef)]
+
+
+def host_file_paths(private: bool | None = None) -> list[str]:
+    """Key paths of every host file setting; ``private`` selects those whose content may be secret."""
+    return [s.key for s in SETTINGS if isinstance(s.type, HostFile)
+            and (private is None or s.type.private == private)]
 
 
 def children(prefix: str) -> list[str]:

@@ -8,6 +8,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -134,3 +136,81 @@ def test_run_no_snapshot_refuses_shared_images_and_copy_makes_a_private_one(tmp_
     clone_file(out / "x" / "x.qcow2", tmp_path / "private.qcow2")
     assert shared_reason(tmp_path / "private.qcow2", cache, out) is None
     assert shared_reason(tmp_path / "linked.qcow2", cache, out) is not None
+
+
+# -- hostile recipe files, host paths, credentials (through the real CLI) -------------------------
+
+def test_deeply_nested_and_huge_recipes_exit_2_naming_the_file(tmp_path):
+    deep = tmp_path / "deep.toml"
+    deep.write_text("a = " + "[" * 5000 + "]" * 5000 + "\n")
+    huge = tmp_path / "huge.toml"
+    huge.write_bytes(b"# padding line\n" * 80_000)          # > 1 MiB
+    binary = tmp_path / "binary.toml"
+    binary.write_bytes(bytes(range(256)) * 64)
+    for f in (deep, huge, binary):
+        r = ironforge("recipes", "validate", str(f))
+        assert r.returncode == 2, r.stderr
+        assert str(f) in r.stderr
+        assert "Traceback" not in r.stderr and "internal error" not in r.stderr
+        r = ironforge("plan", "--offline", str(f))            # the same through another command
+        assert r.returncode == 2 and str(f) in r.stderr and "Traceback" not in r.stderr
+
+
+def _host_recipe(tmp_path):
+    rdir, outside = tmp_path / "recipes", tmp_path / "host"
+    rdir.mkdir()
+    outside.mkdir()
+    (outside / "motd").write_text("from the host\n")
+    f = rdir / "r.toml"
+    f.write_text(f'extends = "{ROOT / "recipes" / "debian-12-amd64.toml"}"\n'
+                 f'[[customize.files]]\npath = "/etc/motd"\nsource = "{outside / "motd"}"\n')
+    return f, outside
+
+
+def test_host_paths_outside_the_recipe_folder_need_the_flag(tmp_path):
+    f, outside = _host_recipe(tmp_path)
+    r = ironforge("recipes", "validate", str(f))
+    assert r.returncode == 2
+    assert str(outside / "motd") in r.stderr and str(f) in r.stderr and "--allow-host-path" in r.stderr
+    assert ironforge("--allow-host-path", str(outside), "recipes", "validate", str(f)).returncode == 0
+    # or the user's own setting, several directories separated by os.pathsep
+    env = {"IRONFORGE_ALLOW_HOST_PATH": os.pathsep.join([str(tmp_path / "other"), str(outside)])}
+    assert ironforge("recipes", "validate", str(f), env=env).returncode == 0
+    # an allowed directory does not allow its parent
+    assert ironforge("--allow-host-path", str(outside / "sub"), "recipes", "validate",
+                     str(f)).returncode == 2
+
+
+def test_credentials_in_a_mirror_are_refused_and_nothing_is_written(tmp_path):
+    f = tmp_path / "r.toml"
+    f.write_text(f'extends = "{ROOT / "recipes" / "debian-12-amd64.toml"}"\n'
+                 '[build]\nmirror = "http://builder:Pa55-in-url-42@mirror.example/debian"\n')
+    cache, out = tmp_path / "cache", tmp_path / "output"
+    for cmd in (("plan", "--json", "--offline"), ("build", "--offline", "--no-verify"), ("fetch",)):
+        r = ironforge("--cache-dir", str(cache), "--output-dir", str(out), *cmd, str(f))
+        assert r.returncode == 2, (cmd, r.stderr)
+        assert "build.mirror" in r.stderr and "credentials" in r.stderr
+        assert "Pa55-in-url-42" not in r.stdout + r.stderr
+        assert not cache.exists() and not out.exists()
+
+
+@pytest.mark.network
+def test_plan_json_holds_no_secret_or_file_digest(tmp_path):
+    """Online, so that the bootstrap pin (the archive's InRelease) is known and the customize
+    key, which covers the secret and the file, is really computed."""
+    import hashlib
+    rdir = tmp_path / "recipes"
+    rdir.mkdir()
+    (rdir / "root.pw").write_text("Root-Pw-from-file-5150\n")
+    (rdir / "motd").write_text("private motd 8d2e\n")
+    f = rdir / "r.toml"
+    f.write_text(f'extends = "{ROOT / "recipes" / "debian-12-amd64.toml"}"\n'
+                 '[customize]\nroot_password = { file = "root.pw" }\n'
+                 '[[customize.files]]\npath = "/etc/motd"\nsource = "motd"\n')
+    r = ironforge("--cache-dir", str(tmp_path / "cache"), "-v", "plan", "--json", str(f))
+    assert r.returncode == 0, r.stderr
+    customize = next(s for s in json.loads(r.stdout)[0]["stages"] if s["stage"] == "customize")
+    assert customize["key"] and customize["reason"] == "never built"
+    digest = hashlib.sha256(b"private motd 8d2e\n").hexdigest()
+    for text in (r.stdout, r.stderr):
+        assert "Root-Pw-from-file-5150" not in text and "private motd" not in text and digest not in text

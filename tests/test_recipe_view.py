@@ -109,7 +109,6 @@ def test_real_stages_read_only_what_they_declare(name):
         CustomizeSpec.from_recipe(ctx(customize).recipe, env)
     except Exception as exc:  # noqa: BLE001 - as above: only an undeclared read fails this test
         assert not isinstance(exc, UndeclaredRead), exc
-    customize.pins(ctx(customize))
     drivers.modules_for(ctx(drivers).recipe)
     ev = ctx(export).recipe
     ev.get("outputs.formats"), ev.get("outputs.compress")

@@ -68,7 +68,33 @@ def test_resolve_env_and_file(tmp_path):
     got = secrets.resolve({"file": "pw.txt"}, tmp_path, {})
     assert got.reveal() == "from-file" and str(tmp_path / "pw.txt") in got.source
     (tmp_path / "abs.txt").write_text("abs\r\n")
-    assert secrets.resolve({"file": str(tmp_path / "abs.txt")}, None, {}).reveal() == "abs"
+    # an absolute path outside the recipe's folder (cwd here) reads only when allowed
+    assert secrets.resolve({"file": str(tmp_path / "abs.txt")}, None, {},
+                           allowed=[tmp_path]).reveal() == "abs"
+
+
+def test_secret_file_stays_inside_the_recipe_folder(tmp_path):
+    rdir, outside = tmp_path / "recipe", tmp_path / "elsewhere"
+    rdir.mkdir()
+    outside.mkdir()
+    (outside / "pw").write_text("host-secret-value\n")
+    (rdir / "link").symlink_to(outside / "pw")
+    for ref in ({"file": str(outside / "pw")}, {"file": "../elsewhere/pw"}, {"file": "link"}):
+        with pytest.raises(UsageError) as exc:
+            secrets.resolve(ref, rdir, {}, "customize.root_password")
+        e = exc.value
+        assert e.exit_code == 2 and "customize.root_password" in e.message
+        assert str(outside / "pw") in e.message and str(rdir) in e.message
+        assert "--allow-host-path" in e.hint and "host-secret-value" not in e.message + e.hint
+        # the flag's directory widens it, for the same three spellings
+        assert secrets.resolve(ref, rdir, {}, "k", allowed=[outside]).reveal() == "host-secret-value"
+    # inside the folder, also through a symlink that stays inside, needs nothing
+    (rdir / "pw").write_text("inside\n")
+    (rdir / "inner-link").symlink_to(rdir / "pw")
+    assert secrets.resolve({"file": "inner-link"}, rdir, {}).reveal() == "inside"
+    # a token of a refused file is refused too: it is computed from the secret
+    with pytest.raises(UsageError):
+        secrets.cache_token({"file": "link"}, rdir, {})
 
 
 def test_missing_env_secret_is_a_usage_error_naming_variable_and_key(tmp_path):

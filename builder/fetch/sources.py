@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import os
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from builder import arch as archmod
+from builder import hostpaths
 from builder.cache.store import Store
 from builder.errors import ChecksumError, FetchError, UsageError
 from builder.fetch.debian import VerifiedRelease, inrelease, suite_for
@@ -46,12 +46,12 @@ def source_kind(src: dict) -> str:
 
 
 def local_path(recipe, src: dict) -> Path:
-    """A path source, relative to the recipe file's directory (cwd for a recipe without file)."""
-    p = Path(os.path.expanduser(str(src["path"])))
-    if not p.is_absolute():
-        base = Path(recipe.path).parent if getattr(recipe, "path", None) else Path.cwd()
-        p = base / p
-    return p
+    """A path source, relative to the recipe file's directory (cwd for a recipe without file),
+    resolved, and refused (UsageError) outside it unless an --allow-host-path covers it."""
+    base = Path(recipe.path).parent if getattr(recipe, "path", None) else Path.cwd()
+    return hostpaths.resolve(str(src["path"]), base, getattr(recipe, "host_paths", ()),
+                             key=f"sources {src.get('name')!r} path",
+                             recipe=str(getattr(recipe, "path", None) or getattr(recipe, "name", "recipe")))
 
 
 def installer_params(recipe, src: dict) -> dict[str, str]:

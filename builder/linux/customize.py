@@ -22,7 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from builder import secrets
+from builder import hostpaths, secrets
 from builder.errors import BuildError, GuestfsError, RecipeError, RecipeProblem
 from builder.secrets import Secret
 
@@ -84,6 +84,7 @@ class CustomizeSpec:
         """Read ``customize.*`` (validated, defaults applied), resolving and hashing secrets."""
         rdir = recipe.dir
         rfile = str(recipe.path) if recipe.path else recipe.name
+        allowed = getattr(recipe, "host_paths", ())
 
         def get(key, default):
             v = recipe.get(f"customize.{key}", default)
@@ -92,14 +93,14 @@ class CustomizeSpec:
         def password(ref, key):
             if ref is None:
                 return None
-            return secrets.crypt_form(secrets.resolve(ref, rdir, env, key))
+            return secrets.crypt_form(secrets.resolve(ref, rdir, env, key, allowed, rfile))
 
         users = tuple(
             UserSpec(name=u["name"], ssh_keys=tuple(u.get("ssh_keys") or ()), sudo=bool(u.get("sudo")),
                      password=password(u.get("password"), f"customize.users[{i}].password"),
                      shell=u.get("shell") or "/bin/bash", groups=tuple(u.get("groups") or ()))
             for i, u in enumerate(get("users", [])))
-        files = tuple(_file_spec(f, i, rdir, rfile) for i, f in enumerate(get("files", [])))
+        files = tuple(_file_spec(f, i, rdir, rfile, allowed) for i, f in enumerate(get("files", [])))
         return cls(hostname=get("hostname", "localhost"), timezone=get("timezone", "UTC"),
                    locale=get("locale", "C.UTF-8"),
                    root_password=password(recipe.get("customize.root_password", None),
@@ -123,7 +124,7 @@ class CustomizeSpec:
         }
 
 
-def _file_spec(f: dict, i: int, rdir: Path, rfile: str) -> FileSpec:
+def _file_spec(f: dict, i: int, rdir: Path, rfile: str, allowed=()) -> FileSpec:
     key = f"customize.files[{i}]"
     has_content, has_source = f.get("content") is not None, f.get("source") is not None
     if has_content == has_source:
@@ -132,8 +133,7 @@ def _file_spec(f: dict, i: int, rdir: Path, rfile: str) -> FileSpec:
     if has_content:
         data = f["content"].encode("utf-8")
     else:
-        src = Path(f["source"])
-        src = src if src.is_absolute() else rdir / src
+        src = hostpaths.resolve(f["source"], rdir, allowed, key=f"{key}.source", recipe=rfile)
         try:
             data = src.read_bytes()
         except OSError as exc:

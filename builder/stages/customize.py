@@ -7,7 +7,6 @@ builder.linux.customize; this module only opens, mounts, applies and trims.
 
 from __future__ import annotations
 
-import hashlib
 import os
 from pathlib import Path
 from typing import Any, Callable
@@ -45,25 +44,10 @@ def run(ctx: StageContext, inputs: dict[str, Artifact],
     return Output(files={"image": "image.qcow2"}, data=facts)
 
 
-def pins(ctx: StageContext) -> dict[str, Any]:
-    """Contents of host files copied in (customize.files[].source): editing one re-runs the stage.
-
-    Secrets need no pin: the engine turns secret references into cache_token()s itself.
-    """
-    out = {}
-    for i, f in enumerate(ctx.recipe.get("customize.files", None) or []):
-        if f.get("source") is None:
-            continue
-        src = Path(f["source"])
-        src = src if src.is_absolute() else ctx.recipe.dir / src
-        try:
-            out[f"customize.files[{i}].source"] = hashlib.sha256(src.read_bytes()).hexdigest()
-        except OSError:
-            out[f"customize.files[{i}].source"] = "unreadable"  # run() reports it properly
-    return out
-
-
+# No pins: the engine keys secrets and the content of customize.files[].source by tokens
+# (builder.private_inputs); a sha256 pin of a source file would be published in the manifest,
+# where a small private file could be guessed from it.
 STAGE = StageDef(name="customize", version=3, reads=("customize",), run=run,
-                 tools=("qemu-img", "libguestfs"), pins=pins,
+                 tools=("qemu-img", "libguestfs"),
                  doc="Hostname, time zone, locale, root password, users, packages, files, "
                      "commands and first-boot commands, in one libguestfs launch.")

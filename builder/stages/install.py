@@ -57,7 +57,9 @@ def password_hashes(recipe, env: Mapping[str, str] | None = None) -> tuple[str |
     def one(ref, key):
         if ref is None:
             return None
-        return secrets.crypt_form(secrets.resolve(ref, recipe.dir, env, key)).reveal()
+        secret = secrets.resolve(ref, recipe.dir, env, key, getattr(recipe, "host_paths", ()),
+                                 str(recipe.path or recipe.name))
+        return secrets.crypt_form(secret).reveal()
 
     root = one(recipe.get("customize.root_password", None), "customize.root_password")
     users = recipe.get("customize.users", None) or []

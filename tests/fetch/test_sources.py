@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 
 import pytest
 
-from builder.errors import ChecksumError, FetchError
+from builder.errors import ChecksumError, FetchError, UsageError
 from builder.fetch import fetch_sources
 from builder.recipe import Recipe
 
@@ -64,7 +65,7 @@ def test_installer_defaults_to_recipe_arch_and_build_mirror(serve_archive, signe
 
 def test_local_file_with_wrong_digest(tmp_path, store):
     (tmp_path / "f.bin").write_bytes(b"abc")
-    r = recipe([src("f", path=str(tmp_path / "f.bin"), sha256="0" * 64)])
+    r = recipe([src("f", path=str(tmp_path / "f.bin"), sha256="0" * 64)], path=tmp_path / "r.toml")
     with pytest.raises(ChecksumError):
         fetch_sources(store, r)
     assert not (store.root / "downloads" / "sha256").exists() or \
@@ -88,3 +89,24 @@ def test_offline_url_miss_names_url(store):
 
 def test_no_sources(store):
     assert fetch_sources(store, recipe([])) == []
+
+
+def test_local_file_outside_the_recipe_folder_is_refused(tmp_path, store):
+    rdir, outside = tmp_path / "recipes", tmp_path / "host"
+    rdir.mkdir()
+    outside.mkdir()
+    (outside / "f.bin").write_bytes(b"host bytes")
+    (rdir / "link.bin").symlink_to(outside / "f.bin")
+    spellings = (str(outside / "f.bin"), "../host/f.bin", "link.bin")
+    for given in spellings:
+        r = recipe([src("f", path=given)], path=rdir / "r.toml")
+        with pytest.raises(UsageError) as ei:
+            fetch_sources(store, r)
+        assert ei.value.exit_code == 2
+        assert str(outside / "f.bin") in ei.value.message and str(rdir / "r.toml") in ei.value.message
+        assert "--allow-host-path" in ei.value.hint
+    assert not store.download_path(sha(b"host bytes")).exists()     # refused before any read
+    for given in spellings:
+        allowed = dataclasses.replace(recipe([src("f", path=given)], path=rdir / "r.toml"),
+                                      host_paths=(outside,))
+        assert fetch_sources(store, allowed)[0].sha256 == sha(b"host bytes")

@@ -112,12 +112,16 @@ def test_stage_definition():
     assert "libguestfs" in stage.STAGE.tools
 
 
-def test_source_file_contents_are_pinned(full_recipe, tmp_path):
-    before = stage.pins(make_ctx(tmp_path / "a", full_recipe, {}))
+def test_source_file_contents_change_the_key_without_a_published_digest(full_recipe, tmp_path):
+    import hashlib
+    from builder.engine import Engine
+    engine = Engine(store=Store(tmp_path / "store"), accel=accelmod.Accel("tcg", "test"), offline=True)
+    before = engine.material(full_recipe, stage.STAGE, None)
     (full_recipe.dir / "files" / "motd").write_text("changed\n")
-    after = stage.pins(make_ctx(tmp_path / "b", full_recipe, {}))
-    assert set(before) == {"customize.files[0].source"}
-    assert before != after
+    after = engine.material(full_recipe, stage.STAGE, None)
+    assert before["reads"] != after["reads"] and before["pins"] == after["pins"] == {}
+    text = json.dumps(after)
+    assert hashlib.sha256(b"changed\n").hexdigest() not in text and "changed" not in text
 
 
 def test_missing_env_secret_fails_before_any_launch(full_recipe, tmp_path, base_image):
