@@ -9,13 +9,15 @@ SIGKILL must not leave its tools running. Every ``subprocess`` call of the produ
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import resource
 import signal
 import subprocess
+import threading
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from builder.errors import BuildError, ToolFailed, ToolTimeout
 
@@ -29,6 +31,7 @@ class Limits:
     cpu_seconds: int | None = None
     address_space: int | None = None     # bytes
     file_size: int | None = None         # bytes a child may write to one file
+    core_size: int | None = None         # 0: no core dump of a tool a crafted input crashed
 
 
 def _libc():
@@ -66,6 +69,8 @@ def child_setup(limits: Limits | None = None, parent_pid: int | None = None) -> 
                 resource.setrlimit(resource.RLIMIT_AS, (limits.address_space, limits.address_space))
             if limits.file_size is not None:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size, limits.file_size))
+            if limits.core_size is not None:
+                resource.setrlimit(resource.RLIMIT_CORE, (limits.core_size, limits.core_size))
     return setup
 
 
@@ -91,8 +96,41 @@ def _tail(text: str | bytes | None, lines: int = 15) -> str:
 
 def spawn(cmd: Sequence[str], *, limits: Limits | None = None, **popen: object) -> subprocess.Popen:
     """Start a bounded child for callers that stream its output; they must ``kill_group`` it on
-    every way out (``with bounded(proc)`` does that)."""
+    every way out (``with bounded(proc, timeout)`` does that)."""
     return subprocess.Popen([str(c) for c in cmd], preexec_fn=child_setup(limits), **popen)  # type: ignore[arg-type]
+
+
+class Deadline:
+    """What ``bounded`` yields: whether the watchdog had to stop the child."""
+
+    def __init__(self, timeout: float | None):
+        self.timeout = timeout
+        self.expired = False
+
+
+@contextlib.contextmanager
+def bounded(proc: subprocess.Popen, timeout: float | None) -> Iterator[Deadline]:
+    """Own a streaming child: a watchdog SIGKILLs its group after ``timeout`` seconds (the reader
+    then sees EOF and checks ``expired``), and leaving the block any way at all kills whatever is
+    left of the group (grandchildren included) and reaps the child."""
+    state = Deadline(timeout)
+
+    def expire() -> None:
+        state.expired = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    timer = None
+    if timeout is not None:
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+    try:
+        yield state
+    finally:
+        if timer is not None:
+            timer.cancel()
+        kill_group(proc)
 
 
 def run(cmd: Sequence[str], *, what: str, timeout: float, input: str | bytes | None = None,

@@ -77,11 +77,12 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     epoch = _epoch(pinned.get("release_date"))
     s = spec(ctx, epoch)
     out = ctx.workdir / TARBALL
+    limit = float(ctx.options.get("mmdebstrap_timeout") or mmdebstrap.DEFAULT_TIMEOUT)
     if s.apt_cache is not None:
         with file_lock(ctx.store.root / "locks" / f"apt-archives-{t.suite}-{t.debian_arch}.lock"):
-            mmdebstrap.run(s, out, ctx.log)
+            mmdebstrap.run(s, out, ctx.log, timeout=limit)
     else:
-        mmdebstrap.run(s, out, ctx.log)
+        mmdebstrap.run(s, out, ctx.log, timeout=limit)
     return Output(files={"rootfs": TARBALL}, data={
         "suite": t.suite, "arch": t.debian_arch, "variant": s.variant, "packages": list(s.packages),
         "mirror": s.mirror, "inrelease_sha256": pinned["inrelease_sha256"],
