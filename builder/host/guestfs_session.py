@@ -100,17 +100,18 @@ def session(drives: list[Drive], accel: Accel, what: str = "image edit",
         g.close()
 
 
-# Runs "$@" under the guest's coreutils timeout (TERM at the limit, KILL 10 s later). A timeout
-# is told from the command's own exit 124/137 by the time it took, and reported on stderr, which
-# libguestfs puts in its error message. A guest without timeout(1) runs the command unbounded.
+# Runs "$@" under the guest's timeout(1): TERM at the limit, KILL 10 s later (-k: coreutils and
+# busybox both know it). A timeout is told from the command's own exit 124/137 by the time it
+# took, and reported on stderr, which libguestfs puts in its error message. A guest without
+# timeout(1) runs the command unbounded.
 _TIMEOUT_MARK = "@@ironforge-guest-timeout@@"
-_LIMITED = (
-    'limit=$1; shift; start=$(date +%s 2>/dev/null || echo 0); '
-    'if command -v timeout >/dev/null 2>&1; then timeout --kill-after=10 "$limit" "$@"; else "$@"; fi; '
+_LIMITED = (   # nothing here needs /dev/null: an image's /dev may be empty in the appliance
+    'limit=$1; shift; start=$(date +%s); '
+    'if [ -n "$(command -v timeout)" ]; then timeout -k 10 "$limit" "$@"; else "$@"; fi; '
     'rc=$?; '
     'if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then '
-    '  now=$(date +%s 2>/dev/null || echo 0); '
-    f'  [ $((now - start)) -ge "$limit" ] && echo "{_TIMEOUT_MARK}" >&2; '
+    '  now=$(date +%s); '
+    f'  [ $((${{now:-0}} - ${{start:-0}})) -ge "$limit" ] && echo "{_TIMEOUT_MARK}" >&2; '
     'fi; exit $rc'
 )
 
