@@ -25,9 +25,9 @@ from builder.host.guestfs_session import guest_command, guest_sh
 log = logging.getLogger("ironforge.linux.bootloader")
 
 # grub-probe answers in a second; grub-install and update-grub (os-prober) in well under a minute
-# even under TCG: the limits only catch a hang.
+# under TCG (a few minutes on a loaded host): the limits only catch a hang.
 PROBE_LIMIT = 120
-INSTALL_LIMIT = 900
+INSTALL_LIMIT = 1800
 
 SERIAL_CMDLINE = "console=tty0 console=ttyS0,115200"
 
