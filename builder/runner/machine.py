@@ -434,9 +434,10 @@ class QemuMachine:
         return code
 
     def _drain_serial(self, timeout: float = 5.0) -> None:
-        """QEMU is gone: let the serial copiers write its last bytes before anyone reads the log."""
+        """QEMU is gone: let the serial copiers write its last bytes before anyone reads the log
+        (closing also stops a copier QEMU never connected to, so this never waits for nothing)."""
         for sl in self._serial_logs:
-            sl.join(timeout)
+            sl.close(timeout)
 
     def stderr_text(self, limit: int = 4000) -> str:
         if self._runtime is None:
