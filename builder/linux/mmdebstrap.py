@@ -31,7 +31,8 @@ from builder.host import tools
 log = logging.getLogger("ironforge.linux.mmdebstrap")
 
 # A bootstrap takes 2-10 min on a normal link; a stalled mirror must not hang a scheduled
-# rebuild forever (engine option "mmdebstrap_timeout" changes it).
+# rebuild forever (IRONFORGE_MMDEBSTRAP_TIMEOUT or the engine option "mmdebstrap_timeout"
+# changes it, see builder.stages.bootstrap).
 DEFAULT_TIMEOUT = 3600.0
 
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
@@ -143,12 +144,12 @@ def run(spec: Spec, target: Path, logger: logging.Logger | None = None, tail: in
             else:
                 logger.debug("mmdebstrap: %s", line)
         rc = proc.wait()
-    if deadline.expired:
+    if deadline.expired and rc != 0:   # (one that finished just as the watchdog fired counts)
         with_tail = "\n".join(f"  {ln}" for ln in last)
         raise ToolTimeout(f"mmdebstrap for {spec.suite}/{spec.arch}: still running after {timeout:.0f} s; "
                           f"stopped it; last lines:\n{with_tail}",
                           hint=f"is {spec.mirror} reachable and fast? A slow link needs a longer limit "
-                               "(engine option mmdebstrap_timeout)")
+                               "(IRONFORGE_MMDEBSTRAP_TIMEOUT=seconds, or the engine option mmdebstrap_timeout)")
     if rc != 0:
         with_tail = "\n".join(f"  {ln}" for ln in last)
         raise BuildError(f"mmdebstrap failed (exit {rc}) for {spec.suite}/{spec.arch}; last lines:\n"
