@@ -6,18 +6,25 @@ Untrusted images go through builder.image.probe first; this module never looks a
 from __future__ import annotations
 
 import json
-import subprocess
 from pathlib import Path
 
-from builder.errors import BuildError
+from builder.errors import BuildError, ToolFailed
+from builder.host import proc
 from builder.host.tools import require
 
+# Metadata operations take well under a second; a convert copies (and may compress) a whole
+# disk: 10-20 min for a large image on a slow disk, so its limit is generous but finite.
+TIMEOUTS = {"convert": 4 * 3600.0}
+DEFAULT_TIMEOUT = 300.0
 
-def run(args: list[str], what: str) -> str:
-    proc = subprocess.run([require("qemu-img"), *args], capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BuildError(f"{what}: qemu-img {args[0]} failed: {proc.stderr.strip()[-2000:]}")
-    return proc.stdout
+
+def run(args: list[str], what: str, timeout: float | None = None) -> str:
+    limit = timeout if timeout is not None else TIMEOUTS.get(args[0], DEFAULT_TIMEOUT)
+    try:
+        res = proc.run([require("qemu-img"), *args], what=f"{what}: qemu-img {args[0]}", timeout=limit)
+    except ToolFailed as exc:
+        raise BuildError(f"{what}: qemu-img {args[0]} failed: {exc.output[-2000:]}") from None
+    return res.stdout
 
 
 def overlay(backing: Path, new: Path, what: str = "overlay") -> Path:

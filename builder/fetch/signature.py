@@ -3,17 +3,18 @@
 from __future__ import annotations
 
 import logging
-import subprocess
 import tempfile
 from pathlib import Path
 
 from builder.errors import MissingEnvironment, SignatureError
+from builder.host import proc as hostproc
 from builder.host.tools import require
 
 log = logging.getLogger("ironforge.fetch")
 
 KEYRING_DIR = Path("/usr/share/keyrings")
 ARCHIVE_KEYRING = KEYRING_DIR / "debian-archive-keyring.gpg"
+GPGV_TIMEOUT = 120
 
 
 def debian_keyrings(directory: Path = KEYRING_DIR) -> tuple[Path, ...]:
@@ -29,7 +30,8 @@ def debian_keyrings(directory: Path = KEYRING_DIR) -> tuple[Path, ...]:
     return present
 
 
-def verify_clearsigned(path: Path, keyrings: tuple[Path, ...] | list[Path], *, what: str) -> str:
+def verify_clearsigned(path: Path, keyrings: tuple[Path, ...] | list[Path], *, what: str,
+                       timeout: float | None = None) -> str:
     """Check ``path``'s clearsignature against ``keyrings``; return only the signed text.
 
     Only gpgv's output is returned, so text outside the signed block can never be parsed as
@@ -46,7 +48,10 @@ def verify_clearsigned(path: Path, keyrings: tuple[Path, ...] | list[Path], *, w
         for k in keyrings:
             cmd += ["--keyring", str(Path(k).resolve())]
         cmd.append(str(path))
-        proc = subprocess.run(cmd, capture_output=True, timeout=120)
+        proc = hostproc.run(cmd, what=f"{what}: gpgv", timeout=timeout or GPGV_TIMEOUT, text=False, check=False,
+                            timeout_error=SignatureError,
+                            hint="gpgv checks a Release file in well under a second; a hang means a "
+                                 "broken keyring or gpgv install (try: gpgv --version)")
     status = [ln[len("[GNUPG:] "):] for ln in proc.stderr.decode(errors="replace").splitlines()
               if ln.startswith("[GNUPG:] ")]
     words = {ln.split()[0] for ln in status if ln.split()}

@@ -1,6 +1,9 @@
 """One way to open libguestfs: the right backend, read-only by default, always closed.
 
 A launch costs ~20 s under TCG, so a stage opens one session and batches every edit in it.
+
+Commands run inside the image (``guest_command``) get a time limit: libguestfs itself would wait
+for a hung ``update-initramfs`` or a recipe command forever.
 """
 
 from __future__ import annotations
@@ -12,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Iterator
 
-from builder.errors import GuestfsError
+from builder.errors import BuildError, GuestfsError
 from builder.host.accel import Accel
 from builder.host.tools import require_python_module
 
@@ -95,3 +98,42 @@ def session(drives: list[Drive], accel: Accel, what: str = "image edit",
             raise GuestfsError(f"{what}: writing changes back failed: {exc}") from exc
     finally:
         g.close()
+
+
+# Runs "$@" under the guest's timeout(1): TERM at the limit, KILL 10 s later (-k: coreutils and
+# busybox both know it). A timeout is told from the command's own exit 124/137 by the time it
+# took, and reported on stderr, which libguestfs puts in its error message. A guest without
+# timeout(1) runs the command unbounded.
+_TIMEOUT_MARK = "@@ironforge-guest-timeout@@"
+_LIMITED = (   # nothing here needs /dev/null: an image's /dev may be empty in the appliance
+    'limit=$1; shift; start=$(date +%s); '
+    'if [ -n "$(command -v timeout)" ]; then timeout -k 10 "$limit" "$@"; else "$@"; fi; '
+    'rc=$?; '
+    'if [ "$rc" = 124 ] || [ "$rc" = 137 ]; then '
+    '  now=$(date +%s); '
+    f'  [ $((${{now:-0}} - ${{start:-0}})) -ge "$limit" ] && echo "{_TIMEOUT_MARK}" >&2; '
+    'fi; exit $rc'
+)
+
+
+def guest_command(g, argv: list[str], *, limit: int, what: str | None = None) -> str:
+    """``g.command(argv)`` (chrooted in the mounted guest) stopped after ``limit`` seconds.
+
+    Over the limit it raises a BuildError naming the command and the limit; other failures stay
+    what libguestfs makes of them (GuestfsError through a ``session`` handle)."""
+    limit = max(1, int(limit))
+    try:
+        return g.command(["/bin/sh", "-c", _LIMITED, "ironforge-limit", str(limit), *argv])
+    except (RuntimeError, GuestfsError) as exc:
+        if _TIMEOUT_MARK not in str(exc):
+            raise
+        name = what or " ".join(argv)
+        raise BuildError(f"{name}: still running inside the image after {limit} s; stopped it",
+                         hint="a command that waits for input or the network hangs in the appliance; "
+                              "check it, or raise the limit if the guest is only slow (TCG is 5-20x "
+                              "slower than KVM)") from None
+
+
+def guest_sh(g, script: str, *, limit: int, what: str | None = None) -> str:
+    """``g.sh(script)`` with a time limit (see ``guest_command``)."""
+    return guest_command(g, ["/bin/sh", "-c", script], limit=limit, what=what or script)

@@ -9,13 +9,16 @@ SIGKILL must not leave its tools running. Every ``subprocess`` call of the produ
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import os
 import resource
 import signal
 import subprocess
+import sys
+import threading
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterator, Mapping, Sequence
 
 from builder.errors import BuildError, ToolFailed, ToolTimeout
 
@@ -29,6 +32,7 @@ class Limits:
     cpu_seconds: int | None = None
     address_space: int | None = None     # bytes
     file_size: int | None = None         # bytes a child may write to one file
+    core_size: int | None = None         # 0: no core dump of a tool a crafted input crashed
 
 
 def _libc():
@@ -66,7 +70,70 @@ def child_setup(limits: Limits | None = None, parent_pid: int | None = None) -> 
                 resource.setrlimit(resource.RLIMIT_AS, (limits.address_space, limits.address_space))
             if limits.file_size is not None:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size, limits.file_size))
+            if limits.core_size is not None:
+                resource.setrlimit(resource.RLIMIT_CORE, (limits.core_size, limits.core_size))
     return setup
+
+
+# PDEATHSIG takes only the direct child with us; a tool's own children (apt-get under
+# mmdebstrap, a shell's sleep) would live on. So one small guard process per ironforge process
+# holds the read end of a pipe and the list of our tools' process groups: when we die, however,
+# the kernel closes the write end, the guard reads EOF and SIGKILLs every group still listed.
+_GUARD_CODE = """
+import os, signal, sys
+signal.signal(signal.SIGINT, signal.SIG_IGN)
+groups = set()
+for line in sys.stdin.buffer:
+    try:
+        pgid = int(line[1:])
+    except ValueError:
+        continue
+    (groups.add if line[:1] == b"+" else groups.discard)(pgid)
+for pgid in groups:
+    try:
+        os.killpg(pgid, signal.SIGKILL)
+    except OSError:
+        pass
+"""
+
+
+class _Guard:
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._proc: subprocess.Popen | None = None
+        self._owner = 0
+
+    def _ensure(self) -> None:
+        if self._proc is None or self._owner != os.getpid() or self._proc.poll() is not None:
+            # -I -S: no site, no user paths: starts in ~20 ms and imports nothing of ours
+            self._proc = subprocess.Popen([sys.executable, "-I", "-S", "-c", _GUARD_CODE],
+                                          stdin=subprocess.PIPE, stdout=subprocess.DEVNULL,
+                                          stderr=subprocess.DEVNULL, start_new_session=True)
+            self._owner = os.getpid()
+
+    def start(self) -> None:
+        """Have a guard running before a tool starts, so none is ever unguarded for long."""
+        with self._lock:
+            self._ensure()
+
+    def _send(self, line: bytes) -> None:
+        with self._lock:
+            self._ensure()
+            try:
+                assert self._proc.stdin is not None
+                self._proc.stdin.write(line)
+                self._proc.stdin.flush()
+            except OSError:        # the guard is gone; the next call starts another
+                self._proc = None
+
+    def watch(self, pgid: int) -> None:
+        self._send(b"+%d\n" % pgid)
+
+    def forget(self, pgid: int) -> None:
+        self._send(b"-%d\n" % pgid)
+
+
+_guard = _Guard()
 
 
 def kill_group(proc: subprocess.Popen) -> None:
@@ -79,6 +146,7 @@ def kill_group(proc: subprocess.Popen) -> None:
         proc.wait(timeout=30)
     except subprocess.TimeoutExpired:  # pragma: no cover - a child in D state
         pass
+    _guard.forget(proc.pid)
 
 
 def _tail(text: str | bytes | None, lines: int = 15) -> str:
@@ -91,8 +159,44 @@ def _tail(text: str | bytes | None, lines: int = 15) -> str:
 
 def spawn(cmd: Sequence[str], *, limits: Limits | None = None, **popen: object) -> subprocess.Popen:
     """Start a bounded child for callers that stream its output; they must ``kill_group`` it on
-    every way out (``with bounded(proc)`` does that)."""
-    return subprocess.Popen([str(c) for c in cmd], preexec_fn=child_setup(limits), **popen)  # type: ignore[arg-type]
+    every way out (``with bounded(proc, timeout)`` does that)."""
+    _guard.start()
+    proc = subprocess.Popen([str(c) for c in cmd], preexec_fn=child_setup(limits), **popen)  # type: ignore[arg-type]
+    _guard.watch(proc.pid)
+    return proc
+
+
+class Deadline:
+    """What ``bounded`` yields: whether the watchdog had to stop the child."""
+
+    def __init__(self, timeout: float | None):
+        self.timeout = timeout
+        self.expired = False
+
+
+@contextlib.contextmanager
+def bounded(proc: subprocess.Popen, timeout: float | None) -> Iterator[Deadline]:
+    """Own a streaming child: a watchdog SIGKILLs its group after ``timeout`` seconds (the reader
+    then sees EOF and checks ``expired``), and leaving the block any way at all kills whatever is
+    left of the group (grandchildren included) and reaps the child."""
+    state = Deadline(timeout)
+
+    def expire() -> None:
+        state.expired = True
+        with contextlib.suppress(ProcessLookupError, PermissionError):
+            os.killpg(proc.pid, signal.SIGKILL)
+
+    timer = None
+    if timeout is not None:
+        timer = threading.Timer(timeout, expire)
+        timer.daemon = True
+        timer.start()
+    try:
+        yield state
+    finally:
+        if timer is not None:
+            timer.cancel()
+        kill_group(proc)
 
 
 def run(cmd: Sequence[str], *, what: str, timeout: float, input: str | bytes | None = None,
@@ -120,6 +224,8 @@ def run(cmd: Sequence[str], *, what: str, timeout: float, input: str | bytes | N
     except BaseException:
         kill_group(proc)
         raise
+    # the tool is done; anything it left running in its group goes with it
+    kill_group(proc)
     res = subprocess.CompletedProcess(proc.args, proc.returncode, out, err)
     if check and proc.returncode != 0:
         why = _tail(err) or _tail(out) or "no output"

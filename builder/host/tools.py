@@ -5,9 +5,9 @@ from __future__ import annotations
 import functools
 import re
 import shutil
-import subprocess
 
-from builder.errors import MissingEnvironment
+from builder.errors import MissingEnvironment, ToolTimeout
+from builder.host import proc as hostproc
 
 # tool -> Debian package that provides it
 PACKAGES: dict[str, str] = {
@@ -62,13 +62,13 @@ def version(tool: str) -> str | None:
     if path is None:
         return None
     try:
-        proc = subprocess.run([path, *_VERSION_ARGS.get(tool, ["--version"])], capture_output=True,
-                              text=True, timeout=30)
+        proc = hostproc.run([path, *_VERSION_ARGS.get(tool, ["--version"])], what=f"{tool} version",
+                            timeout=30, check=False)
         if proc.returncode != 0:
             # no version flag (mkfs.fat, debconf-set-selections): the Debian package's version
             return _package_version(PACKAGES.get(tool))
         out = proc.stdout or proc.stderr  # mke2fs -V prints to stderr
-    except (OSError, subprocess.TimeoutExpired):
+    except (OSError, ToolTimeout):
         return None
     m = re.search(r"\d+(?:\.\d+)+(?:[-+~][\w.+~-]*)?", out)
     return m.group(0) if m else out.strip().splitlines()[0] if out.strip() else None
@@ -77,7 +77,11 @@ def version(tool: str) -> str | None:
 def _package_version(package: str | None) -> str | None:
     if not package or not shutil.which("dpkg-query"):
         return None
-    proc = subprocess.run(["dpkg-query", "-W", "-f=${Version}", package], capture_output=True, text=True)
+    try:
+        proc = hostproc.run(["dpkg-query", "-W", "-f=${Version}", package], what="dpkg-query",
+                            timeout=60, check=False)
+    except ToolTimeout:
+        return None
     return proc.stdout.strip() or None if proc.returncode == 0 else None
 
 

@@ -9,18 +9,21 @@ crafted to make ``qemu-img`` burn CPU or memory. So:
 * the format is *detected* (never taken from the extension) and must then be passed explicitly to
   every later QEMU/libguestfs call (``ImageInfo.format``): with an explicit format QEMU never probes,
   so a raw image whose first bytes look like a qcow2 header cannot turn into one;
-* backing files, external data files and oversize images are refused with UnsafeImageError.
+* backing files, external data files and oversize images are refused with UnsafeImageError;
+* the name is resolved here to an absolute path of a regular file, and a name that starts like a
+  QEMU pseudo-protocol (``json:``, ``nbd:``, ``file:`` …, a ':' before any '/') is refused before
+  that, so whatever a caller passes, qemu-img and QEMU only ever see a plain local file.
 """
 
 from __future__ import annotations
 
 import json
-import resource
-import subprocess
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import UnsafeImageError
+from builder.host import proc
 from builder.host.tools import require
 
 DEFAULT_MAX_VIRTUAL_SIZE = 2 << 40      # 2 TiB
@@ -46,14 +49,6 @@ class ImageInfo:
                 "actual_size": self.actual_size}
 
 
-def _limits(cpu: int, address_space: int):
-    def apply():
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    return apply
-
-
 def _human(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if n < 1024 or unit == "PiB":
@@ -65,29 +60,47 @@ def _human(n: int) -> str:
 def run_qemu_img_info(path: Path, *, cpu_seconds: int = CPU_SECONDS, address_space: int = ADDRESS_SPACE,
                       timeout: float = WALL_SECONDS) -> dict:
     """``qemu-img info --output=json`` on ``path`` under rlimits; the parsed JSON."""
+    path = local_path(path)
     cmd = [require("qemu-img"), "info", "--output=json", "-U", str(path)]
-    try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                              preexec_fn=_limits(cpu_seconds, address_space))
-    except subprocess.TimeoutExpired:
-        raise UnsafeImageError(f"{path}: qemu-img info did not finish within {timeout:.0f} s",
-                               hint="the image header may be crafted to stall readers; do not use it") from None
-    if proc.returncode != 0:
-        why = proc.stderr.strip().splitlines()[-1] if proc.stderr.strip() else f"exit code {proc.returncode}"
-        if proc.returncode < 0:
-            why = f"killed by signal {-proc.returncode} (CPU or memory limit)"
+    res = proc.run(cmd, what=f"{path}: qemu-img info", timeout=timeout, check=False,
+                   limits=proc.Limits(cpu_seconds=cpu_seconds, address_space=address_space, core_size=0),
+                   timeout_error=UnsafeImageError,
+                   hint="the image header may be crafted to stall readers; do not use it")
+    if res.returncode != 0:
+        why = res.stderr.strip().splitlines()[-1] if res.stderr.strip() else f"exit code {res.returncode}"
+        if res.returncode < 0:
+            why = f"killed by signal {-res.returncode} (CPU or memory limit)"
         raise UnsafeImageError(f"{path}: not a readable disk image: {why}",
                                hint="check the file is a complete disk image (qcow2, raw, vmdk, vhd/vhdx, vdi…)")
     try:
-        return json.loads(proc.stdout)
+        return json.loads(res.stdout)
     except json.JSONDecodeError as exc:
         raise UnsafeImageError(f"{path}: qemu-img info printed something that is not JSON ({exc})") from None
 
 
+_PSEUDO_PROTOCOL = re.compile(r"^[^/]*:")
+
+
+def local_path(name: Path | str) -> Path:
+    """``name`` as an absolute path, refusing anything QEMU could read as a protocol
+    (``json:{…}``, ``nbd:host:port``, ``file:…``, ``http:…``): a ':' before the first '/'."""
+    text = str(name)
+    if not text or "\0" in text:
+        raise UnsafeImageError(f"{text!r}: not a file name")
+    if _PSEUDO_PROTOCOL.match(text):
+        raise UnsafeImageError(f"{text}: looks like a QEMU protocol name ({text.split(':', 1)[0]}:), "
+                               "not a file; only local image files are accepted",
+                               hint=f"if it really is a file in this directory, write ./{text}")
+    return Path(text).resolve()
+
+
 def probe(path: Path | str, *, max_virtual_size: int = DEFAULT_MAX_VIRTUAL_SIZE,
           allow_formats: tuple[str, ...] = ACCEPTED) -> ImageInfo:
-    """Inspect an untrusted image safely; refuse anything that would reach outside it."""
-    path = Path(path)
+    """Inspect an untrusted image safely; refuse anything that would reach outside it.
+
+    ``ImageInfo.path`` is the resolved absolute path: callers hand that (never the name they were
+    given) to QEMU and libguestfs."""
+    path = local_path(path)
     if not path.exists():
         raise UnsafeImageError(f"{path}: no such file")
     if not path.is_file():

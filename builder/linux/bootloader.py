@@ -20,8 +20,14 @@ import logging
 import re
 
 from builder.errors import BuildError
+from builder.host.guestfs_session import guest_command, guest_sh
 
 log = logging.getLogger("ironforge.linux.bootloader")
+
+# grub-probe answers in a second; grub-install and update-grub (os-prober) in well under a minute
+# under TCG (a few minutes on a loaded host): the limits only catch a hang.
+PROBE_LIMIT = 120
+INSTALL_LIMIT = 1800
 
 SERIAL_CMDLINE = "console=tty0 console=ttyS0,115200"
 
@@ -54,7 +60,7 @@ _WHOLE_DISK = re.compile(r"^/dev/(?:[sv]d[a-z]+|nvme\d+n\d+|xvd[a-z]+)$")
 
 def target_disk(g) -> str:
     """The appliance kernel's name for the disk that holds /boot (GRUB goes there), as GRUB sees it."""
-    disk = g.command(["grub-probe", "--target=disk", "/boot"]).strip()
+    disk = guest_command(g, ["grub-probe", "--target=disk", "/boot"], limit=PROBE_LIMIT).strip()
     if not _WHOLE_DISK.match(disk):
         raise BuildError(f"grub-probe names {disk!r} as the disk holding /boot, not a whole disk",
                          hint="the image's /boot must be on a partitioned disk")
@@ -86,7 +92,7 @@ def diagnose(g) -> str:
     out = []
     for cmd in DIAGNOSTICS:
         try:
-            out.append(f"$ {cmd}\n{g.sh(cmd + ' 2>&1 || true').rstrip()}")
+            out.append(f"$ {cmd}\n{guest_sh(g, cmd + ' 2>&1 || true', limit=PROBE_LIMIT, what=cmd).rstrip()}")
         except BuildError as exc:
             out.append(f"$ {cmd}\n(failed: {exc.message})")
     return "\n".join(out)
@@ -94,7 +100,7 @@ def diagnose(g) -> str:
 
 def _run(g, cmd: list[str]) -> str:
     try:
-        return g.command(cmd)
+        return guest_command(g, cmd, limit=INSTALL_LIMIT)
     except BuildError as exc:
         if cmd[0] != "grub-install":
             raise

@@ -25,6 +25,7 @@ from typing import Any, Iterator, Mapping
 from builder import hostpaths, secrets
 from builder.errors import BuildError, GuestfsError, RecipeError, RecipeProblem
 from builder.secrets import Secret
+from builder.host.guestfs_session import guest_command
 
 log = logging.getLogger("ironforge.customize")
 
@@ -36,6 +37,9 @@ FIRSTBOOT_SCRIPT = "/usr/local/lib/ironforge/firstboot.sh"
 FIRSTBOOT_DONE = "/var/lib/ironforge/firstboot.done"
 
 _OUTPUT_TAIL_LINES = 400
+# One guest command (an apt-get install of many packages under TCG, a recipe's own command) may
+# take long, but not forever: a command waiting for input or a dead mirror is stopped here.
+COMMAND_LIMIT = 3600
 _RC_MARK = "@@ironforge-rc="
 # Runs "$1" with a sane environment, stdin closed, stdout+stderr merged; prints the tail of the
 # output and then the exit code, and itself always succeeds, so libguestfs never swallows stdout.
@@ -156,18 +160,21 @@ class CommandResult:
         return "\n".join(self.output.rstrip("\n").splitlines()[-lines:])
 
 
-def run_in_guest(g, command: str) -> CommandResult:
-    """Run ``sh -c command`` chrooted in the guest; its exit code and merged output (tail)."""
-    raw = g.command(["/bin/sh", "-c", _WRAPPER, "ironforge", command])
+def run_in_guest(g, command: str, *, limit: int = COMMAND_LIMIT, what: str | None = None) -> CommandResult:
+    """Run ``sh -c command`` chrooted in the guest; its exit code and merged output (tail).
+    Over ``limit`` seconds it is stopped and a BuildError names it."""
+    raw = guest_command(g, ["/bin/sh", "-c", _WRAPPER, "ironforge", command], limit=limit,
+                        what=what or f"guest command `{_short(command)}`")
     body, _, rc = raw.rstrip("\n").rpartition(_RC_MARK)
     if not rc.isdigit():
         raise GuestfsError(f"could not read the exit status of a guest command: {raw[-500:]!r}")
     return CommandResult(int(rc), body[:-1] if body.endswith("\n") else body)
 
 
-def check_in_guest(g, command: str, what: str, hint: str | None = None) -> CommandResult:
+def check_in_guest(g, command: str, what: str, hint: str | None = None, *,
+                   limit: int = COMMAND_LIMIT) -> CommandResult:
     """Like ``run_in_guest`` but a non-zero exit is a BuildError quoting the output's tail."""
-    res = run_in_guest(g, command)
+    res = run_in_guest(g, command, limit=limit, what=what)
     log.debug("%s: exit %d\n%s", what, res.rc, res.tail(40))
     if res.rc != 0:
         raise BuildError(f"{what} failed (exit {res.rc}):\n{_indent(res.tail())}", hint=hint)

@@ -14,12 +14,12 @@ from __future__ import annotations
 import logging
 import os
 import re
-import subprocess
 import uuid
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import BuildError
+from builder.host import proc as hostproc
 from builder.host import tools
 
 log = logging.getLogger("ironforge.linux.diskimage")
@@ -141,8 +141,15 @@ def sfdisk_script(lay: Layout, ids: Ids) -> str:
     return "\n".join(lines) + "\n"
 
 
-def _run(cmd: list[str], what: str, env: dict | None = None, input: str | None = None) -> str:
-    proc = subprocess.run(cmd, capture_output=True, text=True, errors="replace", env=env, input=input)
+# Partitioning and mkfs.fat take a second; mke2fs -d, tar and qemu-img convert write the whole
+# root filesystem (a few GiB: a minute or two on a slow disk). Limits far above that.
+QUICK_TIMEOUT = 120
+BULK_TIMEOUT = 3600
+
+
+def _run(cmd: list[str], what: str, env: dict | None = None, input: str | None = None,
+         timeout: float = QUICK_TIMEOUT) -> str:
+    proc = hostproc.run(cmd, what=what, timeout=timeout, env=env, input=input, check=False)
     if proc.returncode != 0:
         tail = "\n".join((proc.stdout + proc.stderr).strip().splitlines()[-15:])
         raise BuildError(f"{what} failed (exit {proc.returncode}):\n{tail}",
@@ -154,7 +161,8 @@ def _run(cmd: list[str], what: str, env: dict | None = None, input: str | None =
 def _mke2fs_feature_args() -> list[str]:
     # GRUB 2.06 (Debian 12) cannot read ext4 with metadata_csum_seed or orphan_file; newer
     # e2fsprogs may enable them by default, so turn them off where mke2fs knows them.
-    out = subprocess.run([tools.require("mke2fs"), "-V"], capture_output=True, text=True).stderr
+    out = hostproc.run([tools.require("mke2fs"), "-V"], what="mke2fs -V", timeout=QUICK_TIMEOUT,
+                       check=False).stderr
     m = re.search(r"mke2fs (\d+)\.(\d+)", out)
     version = (int(m.group(1)), int(m.group(2))) if m else (1, 46)
     feats = ["^metadata_csum_seed"]
@@ -173,7 +181,7 @@ def make_ext4(image: Path, part: Partition, tree: Path, fs_uuid: uuid.UUID, labe
     cmd = [tools.require("mke2fs"), "-F", "-q", "-t", "ext4", *_mke2fs_feature_args(),
            "-E", f"offset={part.start},hash_seed={fs_uuid}", "-U", str(fs_uuid), "-L", label,
            "-d", str(tree), str(image), f"{part.size // 1024}k"]
-    _run(cmd, "mke2fs (root filesystem)", env=env)
+    _run(cmd, "mke2fs (root filesystem)", env=env, timeout=BULK_TIMEOUT)
 
 
 def make_fat(image: Path, part: Partition, volid: str, label: str = "EFI") -> None:
@@ -196,7 +204,7 @@ def build_raw(raw: Path, lay: Layout, ids: Ids, tree: Path, epoch: int | None = 
 
 def to_qcow2(raw: Path, qcow2: Path) -> None:
     _run([tools.require("qemu-img"), "convert", "-f", "raw", "-O", "qcow2", str(raw), str(qcow2)],
-         "qemu-img convert")
+         "qemu-img convert", timeout=BULK_TIMEOUT)
 
 
 def extract(tarball: Path, dest: Path) -> None:
@@ -207,4 +215,4 @@ def extract(tarball: Path, dest: Path) -> None:
     dest.mkdir(parents=True, exist_ok=True)
     _run(["tar", "--extract", f"--file={tarball}", f"--directory={dest}", "--numeric-owner",
           "--same-owner", "--preserve-permissions", "--xattrs", "--xattrs-include=*"],
-         "tar extract of the bootstrap tarball")
+         "tar extract of the bootstrap tarball", timeout=BULK_TIMEOUT)

@@ -12,13 +12,21 @@ import logging
 import os
 import re
 import shutil
-import subprocess
 import tempfile
 from dataclasses import dataclass, field
 
 from builder.errors import BuildError
+from builder.host import proc as hostproc
+from builder.host.guestfs_session import guest_command
 
 log = logging.getLogger("ironforge.linux.initramfs")
+
+# Listing a ~40 MB initramfs takes seconds natively and 10-20 s in the appliance under TCG;
+# update-initramfs there took up to ~20 min on a loaded 2-core host. Limits far above that, so
+# only a hang (or a crafted archive) reaches them.
+HOST_LIST_TIMEOUT = 300
+GUEST_LIST_LIMIT = 1800
+UPDATE_LIMIT = 3600
 
 MODULES_FILE = "/etc/initramfs-tools/modules"
 _KO = re.compile(r"(?:^|/)([^/]+)\.ko(?:\.(?:xz|zst|gz))?$")
@@ -100,12 +108,14 @@ def listing(g, version: str) -> set[str]:
         with tempfile.TemporaryDirectory(prefix="ironforge-initrd-") as tmp:
             local = os.path.join(tmp, "initrd.img")
             g.download(path, local)
-            proc = subprocess.run([host, local], capture_output=True, text=True, errors="replace")
-            if proc.returncode == 0 and proc.stdout.strip():
-                return module_names(proc.stdout.splitlines())
+            res = hostproc.run([host, local], what=f"lsinitramfs {path}", timeout=HOST_LIST_TIMEOUT,
+                               check=False)
+            if res.returncode == 0 and res.stdout.strip():
+                return module_names(res.stdout.splitlines())
             log.debug("host lsinitramfs failed on %s (%s); listing inside the guest", path,
-                      proc.stderr.strip()[-200:])
-    return module_names(g.command_lines(["lsinitramfs", path]))
+                      res.stderr.strip()[-200:])
+    return module_names(guest_command(g, ["lsinitramfs", path], limit=GUEST_LIST_LIMIT,
+                                      what=f"lsinitramfs {path} in the image").splitlines())
 
 
 def classify(version: str, modules: list[str], inside: set[str], builtin: set[str]) -> KernelModules:
@@ -159,7 +169,8 @@ def ensure(g, modules: list[str], logger: logging.Logger | None = None) -> dict:
         for v in need:
             logger.info("in guest: update-initramfs -u -k %s (missing: %s)", v,
                         ", ".join(results[v].missing))
-            g.command(["update-initramfs", "-u", "-k", v])
+            guest_command(g, ["update-initramfs", "-u", "-k", v], limit=UPDATE_LIMIT,
+                          what=f"update-initramfs -u -k {v} in the image")
             rebuilt.append(v)
             results[v] = check(g, v, modules, known)
             if results[v].missing:

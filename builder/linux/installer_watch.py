@@ -49,6 +49,12 @@ STEP_NAMES = {
 }
 PRIORITY_MARKS = ("[!!]", "[!]", "[.]")
 
+# Bounds on what a console or syslog (a broken or hostile guest) can make us keep in memory.
+MAX_LINE = 4096          # characters of one line
+MAX_TITLES = 200         # dialog titles remembered
+MAX_STEPS = 2000         # installer steps and failures remembered
+READ_CHUNK = 4 << 20     # bytes read from a log per poll
+
 _CSI = re.compile(r"\x1b\[([0-?]*)[ -/]*([@-~])")
 _SCREEN_STATUS = re.compile(r"\[[^\[\]]*\]\[ *\w{3} +\d+ +\d\d:\d\d *\]")   # screen's hardstatus + clock
 
@@ -151,7 +157,7 @@ class Console:
                 pass
             elif self._alt:
                 self._alt_char(c, new)
-            else:
+            elif len(self._line) < MAX_LINE:   # a line without end must not grow without end
                 self._plain.append(c)
                 self._line.append(c)
             i += 1
@@ -172,13 +178,17 @@ class Console:
             text = " ".join("".join(self._plain).split())
             if text and self._last_alt.endswith("u") and c == "t":
                 self.titles.append(text)
+                del self.titles[:-MAX_TITLES]
                 new.append(text)
                 self._dialog = text
+                if text not in self.dialog_text and len(self.dialog_text) >= MAX_TITLES:
+                    self.dialog_text.pop(next(iter(self.dialog_text)))
                 self.dialog_text.setdefault(text, [])
             self._plain = []
             self._last_alt = ""
-        self._last_alt += c
-        self._line.append(" ")
+        self._last_alt = self._last_alt[-8:] + c
+        if len(self._line) < MAX_LINE:
+            self._line.append(" ")
 
     def _newline(self) -> None:
         line = " ".join("".join(self._line).split())
@@ -228,9 +238,10 @@ class Syslog:
     def feed(self, text: str) -> list[Step]:
         text = self._partial + text
         *complete, self._partial = text.split("\n")
+        self._partial = self._partial[:MAX_LINE]
         new: list[Step] = []
         for raw in complete:
-            line = raw.rstrip("\r")
+            line = raw.rstrip("\r")[:MAX_LINE]
             if not line.strip():
                 continue
             self.lines.append(line)
@@ -241,6 +252,7 @@ class Syslog:
     def _step(self, package: str, name: str, new: list[Step]) -> None:
         s = Step(package, name, self._clock())
         self.steps.append(s)
+        del self.steps[:-MAX_STEPS]
         new.append(s)
 
     def _line(self, line: str, new: list[Step]) -> None:
@@ -260,6 +272,7 @@ class Syslog:
                 self._step(pkg, STEP_NAMES.get(pkg, pkg), new)
             elif mm:
                 self.failed_steps.append(mm.group(1))
+                del self.failed_steps[:-MAX_STEPS]
         elif tag == "anna":
             self._anna(msg)
         elif "poweroff" in msg.lower() or "power off" in msg.lower():
@@ -280,12 +293,14 @@ class Syslog:
         if m and self._url:
             self.failures.append(DownloadFailure(self._component or "?", self._url,
                                                  m.group(1), m.group(2).strip()))
+            del self.failures[:-MAX_STEPS]
             self._url = None
             return
         m = _WGET_FAIL.match(msg.strip())
         if m and self._url:
             self.failures.append(DownloadFailure(self._component or "?", self._url,
                                                  m.group(1).strip(), ""))
+            del self.failures[:-MAX_STEPS]
             self._url = None
 
 
@@ -389,7 +404,7 @@ class _Tail:
         try:
             with open(self.path, "rb") as f:
                 f.seek(self.pos)
-                data = f.read()
+                data = f.read(READ_CHUNK)   # the rest on the next poll
         except FileNotFoundError:
             return ""
         self.pos += len(data)

@@ -24,10 +24,16 @@ import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.errors import BuildError
+from builder.errors import BuildError, ToolTimeout
+from builder.host import proc as hostproc
 from builder.host import tools
 
 log = logging.getLogger("ironforge.linux.mmdebstrap")
+
+# A bootstrap takes 2-10 min on a normal link; a stalled mirror must not hang a scheduled
+# rebuild forever (IRONFORGE_MMDEBSTRAP_TIMEOUT or the engine option "mmdebstrap_timeout"
+# changes it, see builder.stages.bootstrap).
+DEFAULT_TIMEOUT = 3600.0
 
 KEYRING = Path("/usr/share/keyrings/debian-archive-keyring.gpg")
 _MODULES_D = "/usr/share/initramfs-tools/modules.d/ironforge-virtio.conf"
@@ -111,28 +117,39 @@ def environment(spec: Spec, base: dict[str, str] | None = None) -> dict[str, str
     return env
 
 
-def run(spec: Spec, target: Path, logger: logging.Logger | None = None, tail: int = 40) -> None:
-    """Run mmdebstrap; progress lines go to the log at INFO; failure quotes the last lines."""
+def run(spec: Spec, target: Path, logger: logging.Logger | None = None, tail: int = 40,
+        timeout: float = DEFAULT_TIMEOUT) -> None:
+    """Run mmdebstrap; progress lines go to the log at INFO; failure quotes the last lines.
+
+    It runs in its own process group that dies with us (PDEATHSIG) and is killed whole on every
+    way out: success, failure, Ctrl-C, or ``timeout`` seconds."""
     logger = logger or log
     cmd = command(spec, target)
     logger.info("mmdebstrap %s %s (%s, %d packages)", spec.suite, spec.arch, spec.variant,
                 len(spec.packages))
     logger.debug("command: %s", shlex.join(cmd))
     last: collections.deque[str] = collections.deque(maxlen=tail)
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
-                            errors="replace", env=environment(spec), stdin=subprocess.DEVNULL)
-    assert proc.stdout is not None
-    for line in proc.stdout:
-        line = line.rstrip()
-        if not line:
-            continue
-        last.append(line)
-        # mmdebstrap's own progress lines start with "I:"; apt/dpkg chatter goes to DEBUG
-        if line.startswith(("I:", "W:", "E:")):
-            logger.info("mmdebstrap: %s", line)
-        else:
-            logger.debug("mmdebstrap: %s", line)
-    rc = proc.wait()
+    proc = hostproc.spawn(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                          errors="replace", env=environment(spec), stdin=subprocess.DEVNULL)
+    with hostproc.bounded(proc, timeout) as deadline:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            line = line.rstrip()[:2000]
+            if not line:
+                continue
+            last.append(line)
+            # mmdebstrap's own progress lines start with "I:"; apt/dpkg chatter goes to DEBUG
+            if line.startswith(("I:", "W:", "E:")):
+                logger.info("mmdebstrap: %s", line)
+            else:
+                logger.debug("mmdebstrap: %s", line)
+        rc = proc.wait()
+    if deadline.expired and rc != 0:   # (one that finished just as the watchdog fired counts)
+        with_tail = "\n".join(f"  {ln}" for ln in last)
+        raise ToolTimeout(f"mmdebstrap for {spec.suite}/{spec.arch}: still running after {timeout:.0f} s; "
+                          f"stopped it; last lines:\n{with_tail}",
+                          hint=f"is {spec.mirror} reachable and fast? A slow link needs a longer limit "
+                               "(IRONFORGE_MMDEBSTRAP_TIMEOUT=seconds, or the engine option mmdebstrap_timeout)")
     if rc != 0:
         with_tail = "\n".join(f"  {ln}" for ln in last)
         raise BuildError(f"mmdebstrap failed (exit {rc}) for {spec.suite}/{spec.arch}; last lines:\n"

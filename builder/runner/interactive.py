@@ -47,9 +47,10 @@ def run_interactive(image: Path | str, arch: str | None, accel: Accel | None = N
     """Boot ``image`` attached to this terminal; returns QEMU's exit code when the person quits."""
     accel = accel or choose()
     info = probe(image, max_virtual_size=max_virtual_size)   # untrusted until proven otherwise
+    image = info.path   # resolved by probe: no name QEMU could read as a protocol reaches it
     if arch is None:
-        arch = inspect_arch(Path(image), info.format, accel)
-    spec = interactive_spec(Path(image), arch, accel, fmt=info.format, snapshot=snapshot, firmware=firmware,
+        arch = inspect_arch(image, info.format, accel)
+    spec = interactive_spec(image, arch, accel, fmt=info.format, snapshot=snapshot, firmware=firmware,
                             memory_mb=memory_mb, cpus=cpus, nic=nic, bus=bus, display=display)
     log.info("run: %s (%s, %s) under %s%s; quit with Ctrl-A x", image, info.format, spec.arch,
              accel.mode.upper(), ", snapshot: nothing is written back" if snapshot else ", WRITING to the image")

@@ -14,11 +14,9 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import ctypes
 import logging
 import os
 import shutil
-import signal
 import subprocess
 import tempfile
 import threading
@@ -30,7 +28,9 @@ from typing import Any
 from builder import arch as archmod
 from builder.errors import BuildError, MissingEnvironment, UsageError
 from builder.host.accel import Accel
+from builder.host import proc as hostproc
 from builder.host import tools
+from builder.runner.serialcap import DEFAULT_CAP as SERIAL_LOG_CAP, SerialLog
 
 log = logging.getLogger("ironforge.runner")
 
@@ -182,8 +182,22 @@ def _disk_args(spec: MachineSpec, machine: str) -> list[str]:
     return args
 
 
-def build_command(spec: MachineSpec, qmp_socket: Path | None, *, binary: str | None = None) -> list[str]:
-    """The QEMU command line for ``spec``; ``qmp_socket`` is where QEMU listens for QMP (None: no QMP)."""
+def build_command(spec: MachineSpec, qmp_socket: Path | None, *, binary: str | None = None,
+                  serial_sockets: dict[Path, Path] | None = None) -> list[str]:
+    """The QEMU command line for ``spec``; ``qmp_socket`` is where QEMU listens for QMP (None: no QMP).
+
+    A serial log named in ``serial_sockets`` goes to that unix socket instead of straight to the
+    file (``QemuMachine`` listens there and writes the log with a size cap, builder.runner.serialcap).
+    """
+    socks = serial_sockets or {}
+
+    def serial(n: int, path: Path) -> list[str]:
+        if path in socks:
+            dev = f"socket,id=ser{n},path={_esc(str(socks[path]))},server=off"
+        else:
+            dev = f"file,id=ser{n},path={_esc(str(path))}"
+        return ["-chardev", dev, "-serial", f"chardev:ser{n}"]
+
     arch = _validate(spec)
     # i440fx for BIOS (widest guest support, real IDE); q35 for UEFI (what OVMF is built and tested for).
     machine = "q35" if spec.firmware == "uefi" else "pc"
@@ -208,11 +222,11 @@ def build_command(spec: MachineSpec, qmp_socket: Path | None, *, binary: str | N
         # mon:stdio multiplexes the HMP monitor (Ctrl-A c) and lets a person quit with Ctrl-A x.
         cmd += ["-serial", "mon:stdio"]
     elif spec.serial_log:
-        cmd += ["-chardev", f"file,id=ser0,path={_esc(str(spec.serial_log))}", "-serial", "chardev:ser0"]
+        cmd += serial(0, spec.serial_log)
     elif spec.extra_serial_logs:
         cmd += ["-serial", "null"]  # keep ttyS1.. where the guest expects them
     for n, path in enumerate(spec.extra_serial_logs, start=1):
-        cmd += ["-chardev", f"file,id=ser{n},path={_esc(str(path))}", "-serial", f"chardev:ser{n}"]
+        cmd += serial(n, path)
     if qmp_socket is not None:
         cmd += ["-chardev", f"socket,id=qmp,path={_esc(str(qmp_socket))},server=on,wait=off",
                 "-mon", "chardev=qmp,mode=control"]
@@ -241,25 +255,6 @@ def build_command(spec: MachineSpec, qmp_socket: Path | None, *, binary: str | N
 
 
 # ---------------------------------------------------------------------------------------------- process
-
-_PR_SET_PDEATHSIG = 1
-
-
-def _child_setup() -> None:
-    """Runs in the child before exec: die with the parent, and ignore the terminal's Ctrl-C.
-
-    The parent kills QEMU itself on Ctrl-C (context manager exit); QEMU catching SIGINT first would
-    race that and make a half-written overlay more likely. PDEATHSIG covers the parent being killed
-    outright. (PDEATHSIG fires when the *thread* that forked exits; machines are always driven to
-    completion by the thread that started them.)
-    """
-    os.setsid()
-    try:
-        libc = ctypes.CDLL(None, use_errno=True)
-        libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0)
-    except OSError:
-        pass
-
 
 def _sweep_stale_runtime_dirs(current: Path) -> None:
     """Remove runtime dirs of QEMUs that are gone (their parent was SIGKILLed, so nobody cleaned up).
@@ -338,6 +333,8 @@ class QemuMachine:
         self.qmp: _QMP | None = None
         self.command: list[str] = []
         self.started_at: float | None = None
+        self.serial_cap = SERIAL_LOG_CAP
+        self._serial_logs: list[SerialLog] = []
 
     # -- lifecycle
     def __enter__(self) -> "QemuMachine":
@@ -354,13 +351,29 @@ class QemuMachine:
         # A short directory: unix socket paths are limited to 108 bytes.
         self._runtime = Path(tempfile.mkdtemp(prefix="ifq-"))
         qmp_path = self._runtime / "qmp.sock" if self._want_qmp else None
-        self.command = build_command(self.spec, qmp_path, binary=binary)
+        # Serial logs through our socket, capped (a guest printing without end must not fill
+        # the disk); QEMU connects to each at start-up.
+        logs = [] if self.spec.serial_stdio or not self.spec.serial_log else [self.spec.serial_log]
+        logs += list(self.spec.extra_serial_logs)
+        sockets: dict[Path, Path] = {}
+        try:
+            for n, path in enumerate(logs):
+                sockets[path] = self._runtime / f"ser{n}.sock"
+                self._serial_logs.append(SerialLog(path, sockets[path], cap=self.serial_cap))
+        except BaseException:
+            self.close()
+            raise
+        self.command = build_command(self.spec, qmp_path, binary=binary, serial_sockets=sockets)
         log.debug("starting %s", " ".join(self.command))
         stderr_path = self._runtime / "qemu.stderr"
         with open(stderr_path, "wb") as err:
             io = {} if self._stdio else {"stdin": subprocess.DEVNULL, "stdout": err}
-            self.proc = subprocess.Popen(self.command, stderr=err, preexec_fn=None if self._stdio else _child_setup,
-                                         **io)
+            # Its own session (the terminal's Ctrl-C reaches only us: we stop QEMU ourselves,
+            # in order, so a half-written overlay is less likely) and PDEATHSIG: it dies with us.
+            # (PDEATHSIG fires when the *thread* that forked exits; machines are driven to
+            # completion by the thread that started them.)
+            self.proc = subprocess.Popen(self.command, stderr=err,
+                                         preexec_fn=None if self._stdio else hostproc.child_setup(), **io)
         self.started_at = time.monotonic()
         (self._runtime / "pid").write_text(str(self.proc.pid))
         _sweep_stale_runtime_dirs(self._runtime)
@@ -394,6 +407,9 @@ class QemuMachine:
         try:
             self.kill()
         finally:
+            for sl in self._serial_logs:
+                sl.close()
+            self._serial_logs = []
             if self.qmp is not None:
                 self.qmp.close()
                 self.qmp = None
@@ -412,7 +428,16 @@ class QemuMachine:
 
     @property
     def returncode(self) -> int | None:
-        return None if self.proc is None else self.proc.poll()
+        code = None if self.proc is None else self.proc.poll()
+        if code is not None:
+            self._drain_serial()
+        return code
+
+    def _drain_serial(self, timeout: float = 5.0) -> None:
+        """QEMU is gone: let the serial copiers write its last bytes before anyone reads the log
+        (closing also stops a copier QEMU never connected to, so this never waits for nothing)."""
+        for sl in self._serial_logs:
+            sl.close(timeout)
 
     def stderr_text(self, limit: int = 4000) -> str:
         if self._runtime is None:
@@ -428,9 +453,11 @@ class QemuMachine:
         if self.proc is None:
             raise BuildError("QemuMachine.wait() before start()")
         try:
-            return self.proc.wait(timeout)
+            code = self.proc.wait(timeout)
         except subprocess.TimeoutExpired:
             raise TimeoutError(f"QEMU still running after {timeout} s") from None
+        self._drain_serial()
+        return code
 
     def kill(self) -> None:
         if self.proc is None or self.proc.poll() is not None:

@@ -14,15 +14,17 @@ import os
 import platform
 import shutil
 import stat
-import subprocess
 import tempfile
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import MissingEnvironment
+from builder.host import proc
 from builder.host.tools import require
 from builder.linux.initrd import Member, newc_archive
 from builder.runner import guest_probe
+
+_T = 300   # seconds for any one tool on these few-MiB files: only a hang reaches it
 
 MODULES = ("virtio_pci", "virtio_blk", "virtio_net", "virtio_rng", "qemu_fw_cfg", "crc32c_generic", "ext4")
 
@@ -147,7 +149,7 @@ def _uncompressed_kernel(bzimage: Path, dest: Path) -> Path:
 
 def _busybox() -> Path:
     path = Path(require("busybox"))
-    out = subprocess.run(["file", "-L", str(path)], capture_output=True, text=True).stdout \
+    out = proc.run(["file", "-L", str(path)], what="file", timeout=_T, check=False).stdout \
         if shutil.which("file") else "statically linked"
     if "statically linked" not in out and "static-pie" not in out:
         raise MissingEnvironment(f"{path} is not a static busybox", hint="apt-get install busybox-static")
@@ -180,8 +182,7 @@ def build(dest: Path, disk_size_mb: int = 32, *, pretend_systemd: bool = False,
         for d in ("bin", "sbin", "usr/bin", "usr/sbin", "proc", "sys", "dev", "tmp", "run", "etc"):
             (root / d).mkdir(parents=True, exist_ok=True)
         shutil.copy2(busybox, root / "bin/busybox")
-        applets = subprocess.run([str(busybox), "--list-full"], capture_output=True, text=True,
-                                 check=True).stdout.split()
+        applets = proc.run([str(busybox), "--list-full"], what="busybox --list-full", timeout=_T).stdout.split()
         for a in applets:
             link = root / a
             if not link.exists() and a != "bin/busybox":
@@ -206,11 +207,11 @@ def build(dest: Path, disk_size_mb: int = 32, *, pretend_systemd: bool = False,
             stub.write_text("#!/bin/sh\necho 'tiny guest: not really systemd'\n")
             stub.chmod(0o755)
         raw = Path(tmp) / "root.ext4"
-        subprocess.run([require("mke2fs"), "-q", "-F", "-t", "ext4", "-L", "tinyroot", "-d", str(root),
-                        str(raw), f"{disk_size_mb}M"], check=True, capture_output=True)
+        proc.run([require("mke2fs"), "-q", "-F", "-t", "ext4", "-L", "tinyroot", "-d", str(root),
+                  str(raw), f"{disk_size_mb}M"], what="mke2fs (tiny root)", timeout=_T)
         disk = dest / "tiny-root.qcow2"
-        subprocess.run([require("qemu-img"), "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(disk)],
-                       check=True, capture_output=True)
+        proc.run([require("qemu-img"), "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(disk)],
+                 what="qemu-img convert (tiny root)", timeout=_T)
         bootable = _bootable_disk(Path(tmp), kernel, initrd, raw, dest / "tiny-boot.qcow2") if bootable_disk else None
     return TinyGuest(arch="x86_64", kernel=kcopy, initrd=initrd, disk=disk,
                      append="console=ttyS0,115200 rdinit=/init panic=-1", bootable_disk=bootable)
@@ -241,14 +242,14 @@ def _bootable_disk(tmp: Path, bzimage: Path, initrd: Path, root_fs: Path, out: P
     boot_mib = (bzimage.stat().st_size + initrd.stat().st_size) // mib + 8
     root_bytes = root_fs.stat().st_size
     fat = tmp / "boot.fat"
-    subprocess.run(["mkfs.fat", "-F", "16", "-n", "TINYBOOT", "-C", str(fat), str(boot_mib * 1024)],
-                   check=True, capture_output=True)
+    proc.run(["mkfs.fat", "-F", "16", "-n", "TINYBOOT", "-C", str(fat), str(boot_mib * 1024)],
+             what="mkfs.fat (tiny boot)", timeout=_T)
     cfg = tmp / "syslinux.cfg"
     cfg.write_text(_SYSLINUX_CFG)
     env = {**os.environ, "MTOOLS_SKIP_CHECK": "1"}
     for src, name in ((bzimage, "vmlinuz"), (initrd, "initrd.gz"), (cfg, "syslinux.cfg")):
-        subprocess.run(["mcopy", "-i", str(fat), str(src), f"::/{name}"], check=True, capture_output=True, env=env)
-    subprocess.run(["syslinux", "--install", str(fat)], check=True, capture_output=True, env=env)
+        proc.run(["mcopy", "-i", str(fat), str(src), f"::/{name}"], what="mcopy", timeout=_T, env=env)
+    proc.run(["syslinux", "--install", str(fat)], what="syslinux --install", timeout=_T, env=env)
     raw = tmp / "boot-disk.raw"
     p1, p2 = mib, mib + boot_mib * mib
     total = p2 + root_bytes + mib
@@ -256,14 +257,14 @@ def _bootable_disk(tmp: Path, bzimage: Path, initrd: Path, root_fs: Path, out: P
         f.truncate(total)
     table = (f"label: dos\nstart={p1 // 512}, size={boot_mib * mib // 512}, type=6, bootable\n"
              f"start={p2 // 512}, size={root_bytes // 512}, type=83\n")
-    subprocess.run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", str(raw)], input=table, text=True,
-                   check=True, capture_output=True)
+    proc.run(["sfdisk", "-q", "--no-reread", "--no-tell-kernel", str(raw)], input=table,
+             what="sfdisk (tiny boot disk)", timeout=_T)
     with open(raw, "r+b") as f:
         f.write(MBR_BIN.read_bytes()[:440])
         for offset, part in ((p1, fat), (p2, root_fs)):
             f.seek(offset)
             with open(part, "rb") as src:
                 shutil.copyfileobj(src, f, 4 * mib)
-    subprocess.run([require("qemu-img"), "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(out)],
-                   check=True, capture_output=True)
+    proc.run([require("qemu-img"), "convert", "-q", "-f", "raw", "-O", "qcow2", str(raw), str(out)],
+             what="qemu-img convert (tiny boot disk)", timeout=_T)
     return out

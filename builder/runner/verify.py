@@ -129,8 +129,8 @@ def verify_image(target: VerifyTarget, out_dir: Path, *, accel: Accel | None = N
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     t_start = time.monotonic()
-    image = Path(target.image).resolve()
-    info = probe(image, max_virtual_size=target.max_virtual_size)   # before anything opens it
+    info = probe(target.image, max_virtual_size=target.max_virtual_size)   # before anything opens it
+    image = info.path   # resolved by probe: a protocol-like name (json:, nbd:) never reaches QEMU
     serial = out_dir / "serial.log"
     screenshot = out_dir / "screenshot.png"
     for stale in (serial, screenshot):

@@ -25,6 +25,11 @@ PANIC = re.compile(r"Kernel panic - not syncing|end Kernel panic")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78cDEHM]")
 _KERNEL_STARTED = re.compile(r"Linux version \d|\[\s*\d+\.\d+\] ")
 
+# Bounds on what a guest's console can make us keep in memory: a line longer than this is cut
+# (a ready marker is far shorter), and one read takes at most this many bytes.
+MAX_LINE = 4096
+READ_CHUNK = 4 << 20
+
 READY, PANICKED, STALLED, TIMED_OUT, EXITED = "ready", "panic", "stall", "timeout", "exited"
 
 
@@ -82,7 +87,7 @@ class BootWatch:
         return self.outcome
 
     def _line(self, raw: str, now: float) -> Outcome | None:
-        line = clean(raw)
+        line = clean(raw[:MAX_LINE])
         if line:
             self.tail.append(line)
         if not self.kernel_started and _KERNEL_STARTED.search(line):
@@ -111,7 +116,7 @@ class BootWatch:
             self.last_output = now
             self.bytes_seen += len(text)
             lines = (self.partial + text).split("\n")
-            self.partial = lines.pop()
+            self.partial = lines.pop()[:MAX_LINE]
             for raw in lines:
                 if (o := self._line(raw, now)) is not None:
                     return o
@@ -185,11 +190,12 @@ class SerialFollower:
                 self._f = open(self.path, "rb")
             except FileNotFoundError:
                 return ""
-        out = []
-        while True:
+        out, got = [], 0
+        while got < READ_CHUNK:     # a flood is read over several polls, never all at once
             b = self._f.read(self._chunk)
             if not b:
                 break
+            got += len(b)
             out.append(self._dec.decode(b))
         return "".join(out)
 
@@ -214,9 +220,10 @@ def watch(follower: Follower, cfg: WatchConfig, poll_exit: Callable[[], int | No
             return o
         code = poll_exit()
         if code is not None:
-            text = follower.read()  # whatever QEMU wrote before it went
-            if on_line and text:
-                on_line(text)
-            now = clock()
-            return bw.consume(text, now) or bw.finish(now, code)
+            while text := follower.read():  # whatever QEMU wrote before it went
+                if on_line:
+                    on_line(text)
+                if (o := bw.consume(text, clock())) is not None:
+                    return o
+            return bw.finish(clock(), code)
         sleep(interval)

@@ -11,6 +11,7 @@ import os
 from email.utils import parsedate_to_datetime
 from typing import Any
 
+from builder.errors import UsageError
 from builder.fetch.debian import inrelease
 from builder.linux import mmdebstrap
 from builder.linux.packages import VIRTIO_MODULES, Target, package_set
@@ -70,6 +71,22 @@ def spec(ctx: StageContext, source_date_epoch: int | None = None) -> mmdebstrap.
         initramfs_modules=VIRTIO_MODULES, source_date_epoch=source_date_epoch, apt_cache=apt_cache)
 
 
+def _mmdebstrap_timeout(ctx: StageContext) -> float:
+    """Engine option ``mmdebstrap_timeout``, else $IRONFORGE_MMDEBSTRAP_TIMEOUT (seconds), else
+    the default: a slow link may need more, a scheduled rebuild must never wait forever."""
+    raw = ctx.options.get("mmdebstrap_timeout") or os.environ.get("IRONFORGE_MMDEBSTRAP_TIMEOUT")
+    if not raw:
+        return mmdebstrap.DEFAULT_TIMEOUT
+    try:
+        value = float(raw)
+    except ValueError:
+        value = 0.0
+    if value <= 0:
+        raise UsageError(f"mmdebstrap timeout {raw!r} is not a positive number of seconds",
+                         hint="set IRONFORGE_MMDEBSTRAP_TIMEOUT to e.g. 7200")
+    return value
+
+
 def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     t = target(ctx.recipe)
     package_set(t)  # refuses impossible targets (Debian 13 i386, 32-bit UEFI) before any download
@@ -77,11 +94,12 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     epoch = _epoch(pinned.get("release_date"))
     s = spec(ctx, epoch)
     out = ctx.workdir / TARBALL
+    limit = _mmdebstrap_timeout(ctx)
     if s.apt_cache is not None:
         with file_lock(ctx.store.root / "locks" / f"apt-archives-{t.suite}-{t.debian_arch}.lock"):
-            mmdebstrap.run(s, out, ctx.log)
+            mmdebstrap.run(s, out, ctx.log, timeout=limit)
     else:
-        mmdebstrap.run(s, out, ctx.log)
+        mmdebstrap.run(s, out, ctx.log, timeout=limit)
     return Output(files={"rootfs": TARBALL}, data={
         "suite": t.suite, "arch": t.debian_arch, "variant": s.variant, "packages": list(s.packages),
         "mirror": s.mirror, "inrelease_sha256": pinned["inrelease_sha256"],

@@ -16,9 +16,10 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 
-from builder.errors import BuildError
+from builder import qemu_img
+from builder.errors import BuildError, ToolFailed
+from builder.host import proc as hostproc
 from builder.host import tools
 from builder.host.guestfs_session import Drive, session
 from builder.linux import guestfacts, imagereport, initramfs
@@ -31,11 +32,12 @@ DEFAULT_MODULES = ["virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "vir
 
 def overlay(backing, path) -> None:
     """A new qcow2 layer over ``backing`` (absolute path): this stage edits only the layer."""
-    proc = subprocess.run([tools.require("qemu-img"), "create", "-q", "-f", "qcow2", "-b",
-                           str(backing.resolve()), "-F", "qcow2", str(path)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BuildError(f"qemu-img create (overlay on {backing}) failed: {proc.stderr.strip()}")
+    try:
+        hostproc.run([tools.require("qemu-img"), "create", "-q", "-f", "qcow2", "-b",
+                      str(backing.resolve()), "-F", "qcow2", str(path)],
+                     what=f"qemu-img create (overlay on {backing})", timeout=qemu_img.DEFAULT_TIMEOUT)
+    except ToolFailed as exc:
+        raise BuildError(f"qemu-img create (overlay on {backing}) failed: {exc.output}") from None
 
 
 def mount_guest(g) -> tuple[str, list[str]]:

@@ -13,13 +13,13 @@ Artifact: ``image`` (the installed disk), the two serial logs; data: the steps s
 from __future__ import annotations
 
 import shutil
-import subprocess
 import tempfile
 import time
 from pathlib import Path
 from typing import Any, Mapping
 
-from builder.errors import BuildError, InstallerError
+from builder.errors import BuildError, InstallerError, ToolFailed
+from builder.host import proc as hostproc
 from builder.host import tools
 from builder.linux import initrd as initrdmod
 from builder.linux import installer_watch, preseed
@@ -90,10 +90,11 @@ def installer_initrd(src: Path, dst: Path, preseed_cfg: str) -> None:
 
 def _blank_disk(path: Path, size: int) -> None:
     qemu_img = tools.require("qemu-img")
-    res = subprocess.run([qemu_img, "create", "-q", "-f", "qcow2", str(path), str(int(size))],
-                         capture_output=True, text=True)
-    if res.returncode != 0:
-        raise BuildError(f"qemu-img create {path.name}: {res.stderr.strip()}")
+    try:
+        hostproc.run([qemu_img, "create", "-q", "-f", "qcow2", str(path), str(int(size))],
+                     what=f"qemu-img create {path.name}", timeout=300)
+    except ToolFailed as exc:
+        raise BuildError(f"qemu-img create {path.name}: {exc.output}") from None
 
 
 def _keep_evidence(ctx: StageContext, machine, err: InstallerError, logs: tuple[Path, ...]) -> None:

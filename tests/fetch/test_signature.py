@@ -61,3 +61,27 @@ def test_no_keyrings_at_all(tmp_path):
     with pytest.raises(MissingEnvironment) as ei:
         debian_keyrings(tmp_path)
     assert "debian-archive-keyring" in ei.value.hint
+
+
+def test_a_hung_gpgv_is_a_signature_error_not_an_internal_one(signer, tmp_path, monkeypatch):
+    """The gpgv here is a stand-in that hangs (placed first on PATH): what is tested is our timeout."""
+    import time
+
+    bindir = tmp_path / "bin"
+    bindir.mkdir()
+    fake = bindir / "gpgv"
+    pidfile = tmp_path / "gpgv.pid"
+    fake.write_text(f"#!/bin/sh\necho $$ > {pidfile}\nexec sleep 300\n")
+    fake.chmod(0o755)
+    monkeypatch.setenv("PATH", f"{bindir}:{__import__('os').environ['PATH']}")
+    p = tmp_path / "InRelease"
+    p.write_bytes(signer.clearsign(TEXT))
+    t0 = time.monotonic()
+    with pytest.raises(SignatureError) as ei:
+        verify_clearsigned(p, [signer.keyring], what="hung InRelease", timeout=1)
+    assert time.monotonic() - t0 < 10
+    assert "hung InRelease: gpgv: still running after 1 s" in ei.value.message
+    assert ei.value.exit_code == 1 and ei.value.hint
+    pid = int(pidfile.read_text())
+    assert not __import__("os").path.exists(f"/proc/{pid}") or \
+        open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z"

@@ -83,3 +83,39 @@ def test_rlimits_apply(tmp_path):
     qimg("create", "-q", "-f", "qcow2", img, "1M")
     with pytest.raises(UnsafeImageError):
         p.run_qemu_img_info(img, address_space=16 << 20)  # far too small for qemu-img to start
+
+
+@pytest.mark.parametrize("name", ["nbd:localhost:9", "json:{}", "file:disk.qcow2", "http:x"])
+def test_protocol_like_names_never_reach_qemu_img(tmp_path, monkeypatch, name):
+    """A file in the current directory named like a QEMU protocol is refused before qemu-img runs;
+    written as ./name it is the plain file, and probe hands back its absolute path."""
+    monkeypatch.chdir(tmp_path)
+    qimg("create", "-q", "-f", "qcow2", tmp_path / name, "1M")
+    with pytest.raises(UnsafeImageError, match="looks like a QEMU protocol name") as ei:
+        probe(name)
+    assert f"./{name}" in ei.value.hint
+    info = probe(f"./{name}")
+    assert info.path == tmp_path / name and info.path.is_absolute() and info.format == "qcow2"
+
+
+def test_probe_returns_the_resolved_path(tmp_path, monkeypatch):
+    img = tmp_path / "real.qcow2"
+    qimg("create", "-q", "-f", "qcow2", img, "1M")
+    (tmp_path / "link.qcow2").symlink_to("real.qcow2")
+    monkeypatch.chdir(tmp_path)
+    assert probe("link.qcow2").path == img
+
+
+def test_ironforge_run_refuses_a_protocol_name(tmp_path):
+    """`ironforge run nbd:…` with such a file present: exit 1 naming the problem, no QEMU started."""
+    import os
+    import sys
+    from pathlib import Path
+
+    root = Path(__file__).resolve().parents[2]
+    qimg("create", "-q", "-f", "qcow2", tmp_path / "nbd:localhost:9", "1M")
+    env = {**os.environ, "PYTHONPATH": str(root)}
+    res = subprocess.run([sys.executable, "-m", "builder.cli", "run", "nbd:localhost:9", "--arch", "x86_64"],
+                         cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 1, res.stderr
+    assert "looks like a QEMU protocol name" in res.stderr and "Traceback" not in res.stderr

@@ -39,6 +39,11 @@ class _Handle:
 
     def command(self, cmd):
         from builder.errors import GuestfsError
+        # every guest command comes wrapped in guest_command's time limit: look at what it runs
+        assert cmd[:2] == ["/bin/sh", "-c"] and cmd[3] == "ironforge-limit" and int(cmd[4]) > 0, cmd
+        cmd = cmd[5:]
+        if cmd[:2] == ["/bin/sh", "-c"]:
+            return self.sh(cmd[2])
         self.calls.append(cmd)
         if cmd[0] == "grub-probe":
             return self.probe

@@ -160,3 +160,41 @@ def test_serial_follower_reads_growing_file_and_split_utf8(tmp_path: Path):
         w.write(data[3:])
     assert first + f.read() == "größe ✓\n"
     f.close()
+
+
+# ------------------------------------------------------------------------------- hostile consoles
+
+def test_a_console_without_newlines_is_held_to_a_bounded_line():
+    from builder.runner import waiter
+
+    bw = BootWatch(WatchConfig(nonce=NONCE), 0.0)
+    for i in range(200):                       # 20 MB without a single newline
+        bw.feed("A" * 100_000, float(i) * 0.01)
+        assert len(bw.partial) <= waiter.MAX_LINE
+    o = bw.feed("\n" + GOOD + "\n", 3.0)       # the guest can still prove it booted afterwards
+    assert o is not None and o.status == READY
+    assert all(len(line) <= waiter.MAX_LINE for line in bw.tail)
+    assert bw.tail[0] == "A" * waiter.MAX_LINE
+
+
+def test_tail_lines_are_cut_and_counted():
+    from builder.runner import waiter
+
+    bw = BootWatch(WatchConfig(nonce=NONCE, tail_lines=5), 0.0)
+    bw.feed(("B" * 50_000 + "\n") * 100, 1.0)
+    assert len(bw.tail) == 5 and all(len(line) == waiter.MAX_LINE for line in bw.tail)
+
+
+def test_serial_follower_reads_a_flood_in_bounded_pieces(tmp_path: Path):
+    from builder.runner import waiter
+
+    log = tmp_path / "serial.log"
+    size = waiter.READ_CHUNK * 2 + 12345
+    with open(log, "wb") as w:
+        w.write(b"x" * size)
+    f = SerialFollower(log)
+    pieces = []
+    while text := f.read():
+        pieces.append(len(text))
+    f.close()
+    assert sum(pieces) == size and max(pieces) <= waiter.READ_CHUNK + (1 << 16) and len(pieces) >= 3

@@ -88,3 +88,19 @@ def test_rebuild_is_all_hits_hostname_changes_nothing_here_packages_rebuild_ever
     changed = engine().plan(variant("debian-12-amd64", build__packages=["less"]), STAGES)
     assert [s.hit for s in changed] == [False, False, False]
     assert "build.packages changed" in changed[0].reason
+
+
+def test_mmdebstrap_time_limit_from_option_or_environment(tmp_path, monkeypatch):
+    from builder.errors import UsageError
+    from builder.linux import mmdebstrap
+
+    monkeypatch.delenv("IRONFORGE_MMDEBSTRAP_TIMEOUT", raising=False)
+    ctx = _ctx(load("debian-12-amd64"), tmp_path)
+    assert bootstrap._mmdebstrap_timeout(ctx) == mmdebstrap.DEFAULT_TIMEOUT
+    monkeypatch.setenv("IRONFORGE_MMDEBSTRAP_TIMEOUT", "7200")
+    assert bootstrap._mmdebstrap_timeout(ctx) == 7200
+    ctx.options["mmdebstrap_timeout"] = 90
+    assert bootstrap._mmdebstrap_timeout(ctx) == 90
+    monkeypatch.setenv("IRONFORGE_MMDEBSTRAP_TIMEOUT", "forever")
+    with pytest.raises(UsageError, match="forever"):
+        bootstrap._mmdebstrap_timeout(_ctx(load("debian-12-amd64"), tmp_path))
