@@ -16,10 +16,9 @@ from __future__ import annotations
 
 import logging
 import os
-import subprocess
 
+from builder import qemu_img
 from builder.errors import BuildError
-from builder.host import tools
 from builder.host.guestfs_session import Drive, session
 from builder.linux import guestfacts, imagereport, initramfs
 from builder.stage import Artifact, Output, StageContext, StageDef
@@ -27,15 +26,6 @@ from builder.stage import Artifact, Output, StageContext, StageDef
 NAME = "drivers"
 IMAGE = "image.qcow2"
 DEFAULT_MODULES = ["virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console"]
-
-
-def overlay(backing, path) -> None:
-    """A new qcow2 layer over ``backing`` (absolute path): this stage edits only the layer."""
-    proc = subprocess.run([tools.require("qemu-img"), "create", "-q", "-f", "qcow2", "-b",
-                           str(backing.resolve()), "-F", "qcow2", str(path)],
-                          capture_output=True, text=True)
-    if proc.returncode != 0:
-        raise BuildError(f"qemu-img create (overlay on {backing}) failed: {proc.stderr.strip()}")
 
 
 def mount_guest(g) -> tuple[str, list[str]]:
@@ -73,7 +63,7 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     if prev is None or "image" not in prev.files:
         raise BuildError("the drivers stage needs the previous stage's disk image as input")
     image = ctx.workdir / IMAGE
-    overlay(prev.image, image)
+    qemu_img.overlay(prev.image, image, what="drivers overlay")   # this stage edits only its layer
     modules = modules_for(ctx.recipe)
     seen = prev.data.get("image_report")
     if imagereport.usable(seen):
