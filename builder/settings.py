@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from builder import arch as archmod
+from builder.runner.checks import CHECKS  # the check names live with their implementations
 
 REQUIRED = object()  # default marker: the key must be given
 
@@ -206,8 +207,9 @@ class Setting:
 
 HEX64 = r"[0-9a-fA-F]{64}"
 HEX128 = r"[0-9a-fA-F]{128}"
-VIRTIO_MODULES = ["virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console"]
-CHECKS = ("arch", "virtio-root", "virtio-drivers", "systemd")
+# The one list of virtio drivers every Linux image's initramfs carries: the bootstrap stage puts
+# them in the initramfs config, and they are the default of drivers.modules, which the drivers stage checks.
+VIRTIO_MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console")
 
 S = Setting
 SETTINGS: tuple[Setting, ...] = (

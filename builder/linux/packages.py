@@ -27,9 +27,6 @@ KERNEL = {archmod.X86_64: "linux-image-amd64", archmod.I686: "linux-image-686-pa
 BASE = ("systemd-sysv", "udev", "initramfs-tools", "zstd", "e2fsprogs", "kmod", "dbus",
         "systemd-resolved")
 
-# The virtio drivers every image's initramfs carries (the drivers stage adds recipe extras).
-VIRTIO_MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console")
-
 
 @dataclass(frozen=True)
 class Target:

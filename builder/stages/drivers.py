@@ -17,7 +17,7 @@ from __future__ import annotations
 import logging
 import os
 
-from builder import qemu_img
+from builder import qemu_img, settings
 from builder.errors import BuildError
 from builder.host.guestfs_session import Drive, session
 from builder.linux import guestfacts, imagereport, initramfs
@@ -25,7 +25,6 @@ from builder.stage import Artifact, Output, StageContext, StageDef
 
 NAME = "drivers"
 IMAGE = "image.qcow2"
-DEFAULT_MODULES = ["virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console"]
 
 
 def mount_guest(g) -> tuple[str, list[str]]:
@@ -55,7 +54,7 @@ def trim(g, mountpoints: list[str], log: logging.Logger) -> None:
 def modules_for(recipe) -> list[str]:
     if not recipe.get("drivers.virtio", True):
         return []
-    return list(recipe.get("drivers.modules", DEFAULT_MODULES))
+    return list(recipe.get("drivers.modules", settings.VIRTIO_MODULES))
 
 
 def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
