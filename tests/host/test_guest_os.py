@@ -53,7 +53,10 @@ def test_find_mount_refuse_skip_and_trim_in_one_launch(disks, tmp_path):
     overlay = qemu_img.overlay(disks["root"], tmp_path / "root.qcow2", backing_format="raw")
     drives = [Drive(overlay, "qcow2", readonly=False, discard="besteffort"),
               Drive(disks["boot"], "raw"), Drive(disks["blank"], "raw")]
-    with session(drives, choose(), what="guest_os test") as g:
+    accel = choose()
+    with session(drives, accel, what="guest_os test") as g:
+        # the session's own handle carries the accelerator choice (TCG on a PVM host)
+        assert ("force_tcg" in g.get_backend_settings()) == (not accel.kvm)
         # by default a filesystem that will not mount is an error
         with pytest.raises(GuestfsError, match="mount"):
             guest_os.mount_os(g, what="strict")
