@@ -27,9 +27,15 @@ def run(args: list[str], what: str, timeout: float | None = None) -> str:
     return res.stdout
 
 
-def overlay(backing: Path, new: Path, what: str = "overlay") -> Path:
-    """A qcow2 layer over ``backing`` (absolute path, so the chain survives renames of ``new``'s dir)."""
-    run(["create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(Path(backing).resolve()), str(new)], what)
+def overlay(backing: Path, new: Path, what: str = "overlay", *, backing_format: str = "qcow2") -> Path:
+    """A qcow2 layer over ``backing`` (absolute path, so the chain survives renames of ``new``'s dir).
+
+    The one place overlays are made. ``backing_format`` is always spelled out, never probed: a raw
+    backing file whose first bytes look like a qcow2 header must stay raw (verify passes the
+    format builder.image.probe found for an untrusted image; our own layers are qcow2).
+    """
+    run(["create", "-q", "-f", "qcow2", "-F", backing_format, "-b", str(Path(backing).resolve()), str(new)],
+        what)
     return new
 
 

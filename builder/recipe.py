@@ -19,11 +19,12 @@ from typing import Any
 from builder import arch as archmod
 from builder import hostpaths
 from builder import settings as st
+from builder.linux import releases
 from builder.errors import RecipeError, RecipeProblem, UsageError
 
 _MISSING = object()
 
-DEBIAN_RELEASES = {"12": "bookworm", "13": "trixie"}
+DEBIAN_RELEASES = {r.number: r.codename for r in releases.RELEASES}
 DEBIAN_CODENAMES = {v: k for k, v in DEBIAN_RELEASES.items()}
 
 # Bounds on what a recipe file may be, checked before and right after parsing, so that a
@@ -337,8 +338,8 @@ def _cross_checks(v: _Validator, values: dict) -> None:
                       ", ".join(f'"{n}" ({c})' for n, c in DEBIAN_RELEASES.items()), _describe(rel))
         else:
             os_["release"] = rel_n
-            if rel_n == "13" and arch == archmod.I686:
-                v.problem("arch", "amd64 (Debian 13 ships no i386 kernel or installer)", _describe(arch_word))
+            if arch is not None and releases.BY_NUMBER[rel_n].kernel(arch) is None:
+                v.problem("arch", f"amd64 (Debian {rel_n} ships no i386 kernel or installer)", _describe(arch_word))
     if fam == "windows" and isinstance(rel, str):
         _windows_checks(v, values, rel, arch, arch_word)
     if values.get("firmware") == "uefi" and arch == archmod.I686:

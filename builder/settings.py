@@ -13,6 +13,7 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from builder import arch as archmod
+from builder.runner.checks import CHECKS  # the check names live with their implementations
 
 REQUIRED = object()  # default marker: the key must be given
 
@@ -281,8 +282,9 @@ class Setting:
 
 HEX64 = r"[0-9a-fA-F]{64}"
 HEX128 = r"[0-9a-fA-F]{128}"
-VIRTIO_MODULES = ["virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console"]
-CHECKS = ("arch", "virtio-root", "virtio-drivers", "systemd")
+# The one list of virtio drivers every Linux image's initramfs carries: the bootstrap stage puts
+# them in the initramfs config, and they are the default of drivers.modules, which the drivers stage checks.
+VIRTIO_MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console")
 
 S = Setting
 SETTINGS: tuple[Setting, ...] = (

@@ -13,27 +13,27 @@ from builder.cache.store import Store
 from builder.errors import SignatureError, UsageError
 from builder.fetch.http import FetchOptions, fetch_unpinned, fetch_url
 from builder.fetch.signature import debian_keyrings, verify_clearsigned
+from builder.linux import releases
 
 log = logging.getLogger("ironforge.fetch")
 
-SUITES = {"12": "bookworm", "13": "trixie"}
-RELEASES = {v: k for k, v in SUITES.items()}
+def _release(release: str | int) -> releases.Release:
+    r = releases.find(release)
+    if r is None:
+        raise UsageError(f"unknown Debian release {release!r}",
+                         hint=f"use one of {', '.join(sorted(releases.BY_NUMBER))} or "
+                              f"{', '.join(sorted(releases.BY_CODENAME))}")
+    return r
 
 
 def suite_for(release: str | int) -> str:
     """'12' or 'bookworm' -> 'bookworm'."""
-    r = str(release).strip().lower()
-    if r in SUITES:
-        return SUITES[r]
-    if r in RELEASES:
-        return r
-    raise UsageError(f"unknown Debian release {release!r}",
-                     hint=f"use one of {', '.join(sorted(SUITES))} or {', '.join(sorted(RELEASES))}")
+    return _release(release).codename
 
 
 def number_for(release: str | int) -> str:
     """'bookworm' or '12' -> '12'."""
-    return RELEASES[suite_for(release)]
+    return _release(release).number
 
 
 @dataclass(frozen=True)
@@ -91,7 +91,9 @@ def inrelease(mirror: str, suite: str, store: Store, *, offline: bool = False,
     keyrings (tests sign fake archives with a throw-away key).
     """
     mirror = mirror.rstrip("/")
-    suite = SUITES.get(str(suite).strip(), str(suite).strip())
+    # a number becomes its codename; any other word is taken as a suite name (tests' fake archives)
+    known = releases.BY_NUMBER.get(str(suite).strip())
+    suite = known.codename if known else str(suite).strip()
     url = f"{mirror}/dists/{suite}/InRelease"
     path = fetch_unpinned(store, url, offline=offline, progress=progress, options=options,
                           session=session)

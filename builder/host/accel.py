@@ -32,13 +32,6 @@ class Accel:
         # multi-threaded TCG uses both cores for SMP guests
         return ["-accel", "tcg,thread=multi"]
 
-    def libguestfs_env(self) -> dict[str, str]:
-        """Environment for libguestfs so its appliance uses the same accelerator."""
-        env = {"LIBGUESTFS_BACKEND": "direct"}
-        if not self.kvm:
-            env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg"
-        return env
-
     def notice(self) -> str:
         return f"accelerator: {self.mode.upper()} ({self.reason})"
 

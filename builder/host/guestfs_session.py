@@ -55,17 +55,24 @@ class _ErrorTranslatingHandle:
         return self._g
 
 
+def new_handle(accel: Accel):
+    """A configured GuestFS handle, not launched: the direct backend, and TCG for its appliance
+    unless ``accel`` is KVM (on a PVM host the appliance's kernel would hang under KVM). Set on
+    the handle rather than in os.environ: no process-wide state to leak."""
+    guestfs = require_python_module("guestfs", "python3-guestfs")
+    g = guestfs.GuestFS(python_return_dict=True)
+    g.set_backend("direct")
+    if not accel.kvm:
+        g.set_backend_settings(["force_tcg"])
+    return g
+
+
 @contextlib.contextmanager
 def session(drives: list[Drive], accel: Accel, what: str = "image edit",
             memsize: int | None = None, smp: int | None = None, network: bool = False,
             trace: bool = False) -> Iterator[_ErrorTranslatingHandle]:
     """Launch one appliance over ``drives`` and yield a handle; close it whatever happens."""
-    guestfs = require_python_module("guestfs", "python3-guestfs")
-    g = guestfs.GuestFS(python_return_dict=True)
-    # Set on the handle rather than in os.environ: no process-wide state to leak.
-    g.set_backend("direct")
-    if not accel.kvm:
-        g.set_backend_settings(["force_tcg"])
+    g = new_handle(accel)
     try:
         if trace:
             g.set_trace(1)

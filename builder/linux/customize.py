@@ -190,33 +190,6 @@ def package_installed(g, name: str) -> bool:
     return res.rc == 0 and res.output.strip() == "installed"
 
 
-# --- mounting and trimming ------------------------------------------------------------------
-
-def mount_guest(g) -> list[str]:
-    """Find the one installed OS and mount its filesystems; the mountpoints, outermost first."""
-    roots = g.inspect_os()
-    if not roots:
-        raise BuildError("customize: no operating system found in the image",
-                         hint="the previous stage's image has no recognisable root filesystem")
-    if len(roots) > 1:
-        raise BuildError(f"customize: more than one operating system in the image ({', '.join(roots)})")
-    mps = g.inspect_get_mountpoints(roots[0])
-    order = sorted(mps, key=lambda mp: (mp.count("/") if mp != "/" else 0, mp))
-    for mp in order:
-        g.mount(mps[mp], mp)
-    log.debug("mounted %s", ", ".join(f"{mps[mp]} on {mp}" for mp in order))
-    return order
-
-
-def trim(g, mountpoints: list[str]) -> None:
-    """fstrim every mounted filesystem so freed blocks do not bloat the flattened image."""
-    for mp in reversed(mountpoints):
-        try:
-            g.fstrim(mp)
-        except GuestfsError as exc:  # e.g. a filesystem without FITRIM: only size suffers
-            log.warning("fstrim %s: %s", mp, exc)
-
-
 # --- /etc/passwd, /etc/group, /etc/shadow -----------------------------------------------------
 
 @dataclass(frozen=True)

@@ -11,14 +11,7 @@ from dataclasses import dataclass
 
 from builder import arch as archmod
 from builder.errors import BuildError
-
-SUITES = {"12": "bookworm", "13": "trixie"}
-
-# Releases that still ship an i386 kernel. Debian 13 dropped the i386 kernel and installer
-# (only a userland for multiarch remains), so a 32-bit Debian 13 image cannot boot.
-_I386_KERNEL_RELEASES = {"12"}
-
-KERNEL = {archmod.X86_64: "linux-image-amd64", archmod.I686: "linux-image-686-pae"}
+from builder.linux import releases
 
 # Every image: init, device manager, the initramfs generator, the root filesystem's tools, and
 # the network stack. systemd-networkd ships in the systemd package (bookworm and trixie);
@@ -26,9 +19,6 @@ KERNEL = {archmod.X86_64: "linux-image-amd64", archmod.I686: "linux-image-686-pa
 # what hostnamectl/timedatectl and networkd's bus API talk over.
 BASE = ("systemd-sysv", "udev", "initramfs-tools", "zstd", "e2fsprogs", "kmod", "dbus",
         "systemd-resolved")
-
-# The virtio drivers every image's initramfs carries (the drivers stage adds recipe extras).
-VIRTIO_MODULES = ("virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console")
 
 
 @dataclass(frozen=True)
@@ -49,17 +39,21 @@ class Target:
 
 
 def suite_for(release: str) -> str:
-    try:
-        return SUITES[str(release).strip()]
-    except KeyError:
+    r = releases.BY_NUMBER.get(str(release).strip())
+    if r is None:
         raise BuildError(f"Debian release {release!r} is not supported",
-                         hint=f"use os.release = one of {', '.join(sorted(SUITES))}") from None
+                         hint=f"use os.release = one of {', '.join(sorted(releases.BY_NUMBER))}")
+    return r.codename
+
+
+def kernel_for(t: Target) -> str | None:
+    return releases.BY_NUMBER[t.release].kernel(t.arch) if t.release in releases.BY_NUMBER else None
 
 
 def check_supported(t: Target) -> None:
     """Refuse combinations that cannot produce a bootable image, with the reason."""
     suite_for(t.release)
-    if t.arch == archmod.I686 and t.release not in _I386_KERNEL_RELEASES:
+    if kernel_for(t) is None:
         raise BuildError(
             f"Debian {t.release} ({suite_for(t.release)}) has no i386 kernel: a 32-bit image "
             "cannot boot",
@@ -74,7 +68,7 @@ def check_supported(t: Target) -> None:
 def boot_packages(t: Target) -> list[str]:
     """Packages the image needs to boot on ``t``, in a stable order."""
     check_supported(t)
-    pkgs = [KERNEL[t.arch]]
+    pkgs = [kernel_for(t)]
     if t.firmware == "uefi":
         # dosfstools: fsck.vfat for the ESP at boot
         pkgs += ["grub-efi-amd64", "dosfstools"]

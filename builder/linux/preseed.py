@@ -22,11 +22,10 @@ import re
 from dataclasses import dataclass, field
 from urllib.parse import urlsplit
 
+from builder import arch as archmod
 from builder.errors import RecipeError, RecipeProblem
+from builder.linux import releases
 
-# Debian releases the installer method knows, by the recipe's os.release.
-SUITES = {"12": "bookworm", "13": "trixie"}
-KERNELS = {"amd64": "linux-image-amd64", "i386": "linux-image-686-pae"}
 LOCKED_ROOT_HASH = "!*"
 LOCKED_USER_HASH = "!"
 DISK = "/dev/vda"
@@ -66,6 +65,11 @@ class PreseedSpec:
     filesystem: str = "ext4"
     disk: str = DISK
     extra_lines: tuple[str, ...] = field(default_factory=tuple)
+
+    @property
+    def kernel(self) -> str | None:
+        """The kernel package the installer puts in (from the one release table)."""
+        return releases.BY_CODENAME[self.suite].kernel(self.family_arch)
 
 
 def split_mirror(url: str, *, where: str = "build.mirror", file: str = "recipe") -> Mirror:
@@ -143,7 +147,7 @@ def render(spec: PreseedSpec) -> str:
           _line(d, "partman/confirm_nooverwrite", "boolean", "true"),
           "", "# Base system and packages: no tasks, no recommends, the recipe's packages",
           _line(d, "base-installer/install-recommends", "boolean", "false"),
-          _line(d, "base-installer/kernel/image", "string", KERNELS[spec.family_arch]),
+          _line(d, "base-installer/kernel/image", "string", spec.kernel),
           _line(d, "apt-setup/cdrom/set-first", "boolean", "false"),
           _line(d, "apt-setup/non-free-firmware", "boolean", "false"),
           _line(d, "apt-setup/services-select", "multiselect", ""),
@@ -206,11 +210,14 @@ def from_recipe(recipe, *, root_password_hash: str | None = None,
     file = str(recipe.path or recipe.name)
     problems: list[RecipeProblem] = []
     release = str(recipe.release)
-    if release not in SUITES:
-        problems.append(RecipeProblem(file, "os.release", f"one of {', '.join(SUITES)}", repr(release)))
+    rel = releases.BY_NUMBER.get(release)
+    if rel is None:
+        problems.append(RecipeProblem(file, "os.release", f"one of {', '.join(releases.BY_NUMBER)}",
+                                      repr(release)))
     fam = recipe.family_arch
-    if fam not in KERNELS:
-        problems.append(RecipeProblem(file, "arch", "amd64 or i386", repr(fam)))
+    if rel is not None and (fam not in archmod.ALIASES or rel.kernel(fam) is None):
+        problems.append(RecipeProblem(file, "arch", f"an arch Debian {release} has a kernel for: " + ", ".join(
+            archmod.family_word("debian", a) for a in rel.kernels), repr(fam)))
     fqdn = str(recipe.get("customize.hostname", "debian"))
     host, _, domain = fqdn.partition(".")
     if not _HOSTNAME.match(host):
@@ -231,7 +238,7 @@ def from_recipe(recipe, *, root_password_hash: str | None = None,
     mirror = split_mirror(recipe.get("build.mirror", "http://deb.debian.org/debian"), file=file)
     table = str(recipe.get("disk.partition_table", "mbr"))
     return PreseedSpec(
-        suite=SUITES[release], family_arch=fam, mirror=mirror,
+        suite=rel.codename, family_arch=fam, mirror=mirror,
         locale=str(recipe.get("installer.locale", None) or "en_US.UTF-8"),
         keymap=str(recipe.get("installer.keymap", None) or "us"),
         hostname=host, domain=domain,

@@ -7,16 +7,14 @@ image needs no second appliance boot.
 
 from __future__ import annotations
 
-import logging
 from dataclasses import dataclass
 from pathlib import Path
 
 from builder.errors import VerifyError
+from builder.host import guest_os
 from builder.host.accel import Accel
 from builder.host.guestfs_session import Drive, session
 from builder.runner import guest_probe
-
-log = logging.getLogger("ironforge.verify")
 
 UNIT_DIR = "/etc/systemd/system"
 
@@ -42,33 +40,24 @@ def _firmware_guess(g, mountpoints: dict[str, str]) -> str:
 def inject_probe(overlay: Path, accel: Accel, *, settle_seconds: int = 120,
                  what: str = "verify: inject probe") -> GuestFacts:
     """Install the probe and its enabled systemd unit into ``overlay`` (qcow2); the guest's facts."""
-    with session([Drive(Path(overlay), "qcow2", readonly=False)], accel, what=what) as g:
-        roots = g.inspect_os()
-        if not roots:
-            raise VerifyError(f"{what}: no operating system found in the image",
-                              hint="is this a bootable system disk? libguestfs found no root filesystem")
-        root = roots[0]
-        os_type = g.inspect_get_type(root)
+    with session([Drive(Path(overlay), "qcow2", readonly=False)], accel, what=what) as g, \
+            guest_os.opened(g, what=what, error=VerifyError, want_type="linux",
+                            type_hint="verifying other guests is not implemented yet: only Linux "
+                                      "guests with systemd can be verified today",
+                            # verify takes images made anywhere: a multi-boot disk gets the probe in
+                            # the first OS, and a stale fstab entry must not stop the verdict
+                            first_of_several=True, skip_unmountable=True,
+                            # the overlay is thrown away after the boot: trimming it saves nothing
+                            trim_after=False) as guest:
+        root = guest.root
         facts_arch = g.inspect_get_arch(root)
         distro = g.inspect_get_distro(root)
         version = f"{g.inspect_get_major_version(root)}.{g.inspect_get_minor_version(root)}"
         hostname = g.inspect_get_hostname(root)
-        if os_type != "linux":
-            raise VerifyError(f"{what}: verifying {os_type} guests is not implemented yet",
-                              hint="only Linux guests with systemd can be verified today")
-        mountpoints = g.inspect_get_mountpoints(root)
-        # the root inspection found goes on / whatever fstab says; then the rest, shortest first so
-        # /boot mounts over /, /boot/efi over /boot
-        g.mount(root, "/")
-        for mp in sorted((m for m in mountpoints if m != "/"), key=len):
-            try:
-                g.mount(mountpoints[mp], mp)
-            except Exception as exc:  # noqa: BLE001 - a swap or odd fstab entry must not stop us
-                log.debug("%s: not mounting %s on %s: %s", what, mountpoints[mp], mp, exc)
         if not any(g.exists(p) for p in ("/lib/systemd/systemd", "/usr/lib/systemd/systemd")):
             raise VerifyError(f"{what}: the guest has no systemd; the boot probe is a systemd unit",
                               hint="verify.checks cannot prove a non-systemd guest booted yet")
-        firmware = _firmware_guess(g, mountpoints)
+        firmware = _firmware_guess(g, guest.devices)
         script_dir = str(Path(guest_probe.SCRIPT_PATH).parent)
         g.mkdir_p(script_dir)
         g.write(guest_probe.SCRIPT_PATH, guest_probe.script(settle_seconds).encode())
@@ -78,6 +67,5 @@ def inject_probe(overlay: Path, accel: Accel, *, settle_seconds: int = 120,
         g.ln_sf(f"{UNIT_DIR}/{guest_probe.UNIT_NAME}",
                 f"{UNIT_DIR}/multi-user.target.wants/{guest_probe.UNIT_NAME}")
         g.sync()
-        g.umount_all()
-    return GuestFacts(os_type=os_type, distro=distro, version=version, arch=facts_arch, firmware=firmware,
+    return GuestFacts(os_type=guest.type, distro=distro, version=version, arch=facts_arch, firmware=firmware,
                       hostname=hostname)

@@ -24,10 +24,10 @@ from pathlib import Path
 from typing import Any
 
 from builder import arch as archmod
+from builder import qemu_img
 from builder.errors import BootFailure, IronforgeError, UsageError, VerifyError
 from builder.host.accel import Accel, choose
 from builder.image.probe import DEFAULT_MAX_VIRTUAL_SIZE, probe
-from builder.qemu_img import run as qemu_img_run
 from builder.runner.checks import DEFAULT_CHECKS, CheckResult, run_checks
 from builder.runner.machine import Disk, MachineSpec, QemuMachine
 from builder.runner.waiter import READY, SerialFollower, WatchConfig, watch
@@ -141,8 +141,7 @@ def verify_image(target: VerifyTarget, out_dir: Path, *, accel: Accel | None = N
     inject_seconds = None
     try:
         overlay = work / "overlay.qcow2"
-        qemu_img_run(["create", "-q", "-f", "qcow2", "-F", info.format, "-b", str(image), str(overlay)],
-                     f"verify {target.label}: overlay")
+        qemu_img.overlay(image, overlay, f"verify {target.label}: overlay", backing_format=info.format)
         if target.inject:
             from builder.runner.inject import inject_probe
 

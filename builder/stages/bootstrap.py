@@ -14,7 +14,8 @@ from typing import Any
 from builder.errors import UsageError
 from builder.fetch.debian import inrelease
 from builder.linux import mmdebstrap
-from builder.linux.packages import VIRTIO_MODULES, Target, package_set
+from builder.linux.packages import Target, package_set
+from builder.settings import VIRTIO_MODULES
 from builder.stage import Artifact, Output, StageContext, StageDef
 from builder.cache.store import file_lock
 

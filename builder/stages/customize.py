@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from builder import qemu_img
-from builder.host import guestfs_session
+from builder.host import guest_os, guestfs_session
 from builder.host.guestfs_session import Drive
 from builder.linux import customize as linux
 from builder.linux import imagereport
@@ -36,11 +36,10 @@ def run(ctx: StageContext, inputs: dict[str, Artifact],
     drive = Drive(image, "qcow2", readonly=False, discard="besteffort")
     with open_session([drive], ctx.accel, what="customize", memsize=APPLIANCE_MEMSIZE,
                       network=spec.needs_network) as g:
-        mountpoints = linux.mount_guest(g)
-        facts = linux.apply(g, spec)
-        # read back what the drivers stage checks, in this launch rather than one of its own
-        facts["image_report"] = imagereport.take(g)
-        linux.trim(g, mountpoints)
+        with guest_os.opened(g, what="customize"):
+            facts = linux.apply(g, spec)
+            # read back what the drivers stage checks, in this launch rather than one of its own
+            facts["image_report"] = imagereport.take(g)
     return Output(files={"image": "image.qcow2"}, data=facts)
 
 

@@ -14,60 +14,23 @@ are found by libguestfs inspection, not from the disk stage's layout.
 
 from __future__ import annotations
 
-import logging
 import os
 
-from builder import qemu_img
-from builder.errors import BuildError, ToolFailed
-from builder.host import proc as hostproc
-from builder.host import tools
+from builder import qemu_img, settings
+from builder.errors import BuildError
+from builder.host import guest_os
 from builder.host.guestfs_session import Drive, session
 from builder.linux import guestfacts, imagereport, initramfs
 from builder.stage import Artifact, Output, StageContext, StageDef
 
 NAME = "drivers"
 IMAGE = "image.qcow2"
-DEFAULT_MODULES = ["virtio_pci", "virtio_blk", "virtio_scsi", "virtio_net", "virtio_console"]
-
-
-def overlay(backing, path) -> None:
-    """A new qcow2 layer over ``backing`` (absolute path): this stage edits only the layer."""
-    try:
-        hostproc.run([tools.require("qemu-img"), "create", "-q", "-f", "qcow2", "-b",
-                      str(backing.resolve()), "-F", "qcow2", str(path)],
-                     what=f"qemu-img create (overlay on {backing})", timeout=qemu_img.DEFAULT_TIMEOUT)
-    except ToolFailed as exc:
-        raise BuildError(f"qemu-img create (overlay on {backing}) failed: {exc.output}") from None
-
-
-def mount_guest(g) -> tuple[str, list[str]]:
-    """Mount the one Linux OS in the image; returns its root device and the mountpoints."""
-    roots = g.inspect_os()
-    if len(roots) != 1:
-        raise BuildError(f"expected one operating system in the image, libguestfs found {len(roots)}")
-    root = roots[0]
-    if g.inspect_get_type(root) != "linux":
-        raise BuildError(f"the image holds a {g.inspect_get_type(root)} system, not Linux",
-                         hint="the Linux drivers stage only handles Linux guests")
-    mps = g.inspect_get_mountpoints(root)
-    order = sorted(mps, key=len)
-    for mp in order:
-        g.mount(mps[mp], mp)
-    return root, order
-
-
-def trim(g, mountpoints: list[str], log: logging.Logger) -> None:
-    for mp in reversed(mountpoints):
-        try:
-            g.fstrim(mp)
-        except BuildError as exc:    # a filesystem without discard support: harmless
-            log.debug("fstrim %s: %s", mp, exc)
 
 
 def modules_for(recipe) -> list[str]:
     if not recipe.get("drivers.virtio", True):
         return []
-    return list(recipe.get("drivers.modules", DEFAULT_MODULES))
+    return list(recipe.get("drivers.modules", settings.VIRTIO_MODULES))
 
 
 def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
@@ -75,7 +38,7 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     if prev is None or "image" not in prev.files:
         raise BuildError("the drivers stage needs the previous stage's disk image as input")
     image = ctx.workdir / IMAGE
-    overlay(prev.image, image)
+    qemu_img.overlay(prev.image, image, what="drivers overlay")   # this stage edits only its layer
     modules = modules_for(ctx.recipe)
     seen = prev.data.get("image_report")
     if imagereport.usable(seen):
@@ -92,11 +55,10 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     # two vCPUs: update-grub / update-initramfs under TCG use both host cores (multi-threaded TCG)
     with session([Drive(image, "qcow2", readonly=False)], ctx.accel, what="drivers",
                  smp=min(2, os.cpu_count() or 1)) as g:
-        _root, mountpoints = mount_guest(g)
-        report = initramfs.ensure(g, modules, ctx.log)
-        facts = guestfacts.collect(g, report["kernels"])
-        trim(g, mountpoints, ctx.log)
-        g.umount_all()
+        with guest_os.opened(g, what="drivers", want_type="linux",
+                             type_hint="the Linux drivers stage only handles Linux guests"):
+            report = initramfs.ensure(g, modules, ctx.log)
+            facts = guestfacts.collect(g, report["kernels"])
     ctx.log.info("drivers: %d modules checked in %d kernel(s); %d packages installed",
                  len(modules), len(report["kernels"]), facts["package_count"])
     return Output(files={"image": IMAGE}, data={"modules": modules, "initramfs": report,

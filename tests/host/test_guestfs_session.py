@@ -1,4 +1,5 @@
-"""Guest commands under a time limit, in one real libguestfs launch over a tiny scratch disk whose
+"""The one libguestfs session helper: the accelerator reaches the handle (no launch needed);
+guest commands under a time limit, in one real libguestfs launch over a tiny scratch disk whose
 root holds the host's own sh, timeout, sleep, date and tail (with their libraries)."""
 
 from __future__ import annotations
@@ -11,8 +12,8 @@ from pathlib import Path
 import pytest
 
 from builder.errors import BuildError, GuestfsError
-from builder.host.accel import choose
-from builder.host.guestfs_session import Drive, guest_command, guest_sh, session
+from builder.host.accel import Accel, choose
+from builder.host.guestfs_session import Drive, guest_command, guest_sh, new_handle, session
 
 TOOLS = ("sh", "timeout", "sleep", "date", "tail", "printf", "cat")
 
@@ -82,3 +83,20 @@ def test_customize_commands_get_the_limit(g):
     assert check_in_guest(g, "echo fine", "a quick step", limit=30).output == "fine"
     with pytest.raises(BuildError, match=r"customize.commands\[0\]: still running inside the image after 2 s"):
         check_in_guest(g, "sleep 120", "customize.commands[0]", limit=2)
+
+
+def test_a_non_kvm_accel_gives_a_force_tcg_handle():
+    h = new_handle(Accel("tcg", "test"))
+    try:
+        assert h.get_backend() == "direct"
+        assert "force_tcg" in h.get_backend_settings()
+    finally:
+        h.close()
+
+
+def test_a_kvm_accel_leaves_the_appliance_on_kvm():
+    h = new_handle(Accel("kvm", "test"))
+    try:
+        assert h.get_backend() == "direct" and "force_tcg" not in h.get_backend_settings()
+    finally:
+        h.close()

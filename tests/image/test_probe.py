@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import subprocess
 
 import pytest
@@ -76,13 +77,22 @@ def test_garbage_missing_and_non_regular(tmp_path):
 
 
 def test_rlimits_apply(tmp_path):
-    """qemu-img killed by its memory limit is reported as unsafe, not as a crash of ours."""
+    """Each limit kicks in on its own and is named: the image that reads cleanly under the default
+    limits is refused as unsafe (not a crash of ours) when qemu-img gets no CPU time (the kernel
+    SIGKILLs it at the hard RLIMIT_CPU) or too small an address space (it cannot start its threads
+    and aborts, or cannot map memory at all)."""
     import builder.image.probe as p
 
     img = tmp_path / "a.qcow2"
     qimg("create", "-q", "-f", "qcow2", img, "1M")
-    with pytest.raises(UnsafeImageError):
-        p.run_qemu_img_info(img, address_space=16 << 20)  # far too small for qemu-img to start
+    assert p.run_qemu_img_info(img)["format"] == "qcow2"          # the default limits let it through
+    with pytest.raises(UnsafeImageError) as cpu:
+        p.run_qemu_img_info(img, cpu_seconds=0)
+    assert "killed by signal 9" in cpu.value.message
+    with pytest.raises(UnsafeImageError) as mem:
+        p.run_qemu_img_info(img, address_space=16 << 20)
+    assert re.search(r"killed by signal (6|11)\b|[Cc]annot allocate memory|failed to map", mem.value.message), \
+        mem.value.message
 
 
 @pytest.mark.parametrize("name", ["nbd:localhost:9", "json:{}", "file:disk.qcow2", "http:x"])

@@ -9,10 +9,12 @@ from pathlib import Path
 
 import pytest
 
+from builder import qemu_img
 from builder import recipe as recipemod
 from builder import secrets
 from builder.errors import BuildError, RecipeError, UsageError
 from builder.host import accel as accelmod
+from builder.host import guest_os
 from builder.host.guestfs_session import Drive, session
 from builder.linux import customize as cz
 from builder.secrets import Secret
@@ -125,12 +127,11 @@ def test_guest_functions_and_their_failures_in_one_launch(base_image, tmp_path):
     that says what went wrong (failing command with its output, sudo missing, bad zone, bad group)."""
     before = customize_support.sha256_file(base_image)
     overlay = tmp_path / "layer.qcow2"
-    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base_image),
-                    str(overlay)], check=True)
+    qemu_img.overlay(base_image, overlay)
     with session([Drive(overlay, readonly=False, discard="besteffort")], accelmod.choose(),
                  what="customize test") as g:
-        mps = cz.mount_guest(g)
-        assert mps == ["/"]
+        guest = guest_os.mount_os(g, what="customize test")
+        assert guest.mountpoints == ("/",)
 
         # An installer-made image has a real root hash: the default (no root_password) locks it.
         old = secrets.hash_password("installer-root")
@@ -176,5 +177,5 @@ def test_guest_functions_and_their_failures_in_one_launch(base_image, tmp_path):
         with pytest.raises(BuildError, match="sudo = true but sudo is not installed") as exc:
             cz.apply(g, cz.CustomizeSpec(users=(cz.UserSpec("carol", sudo=True),), packages=("hello",)))
         assert "customize.packages" in exc.value.hint
-        cz.trim(g, mps)
+        guest_os.trim(g, guest)
     assert customize_support.sha256_file(base_image) == before

@@ -1,7 +1,7 @@
 from pathlib import Path
 
 from builder.linux import mmdebstrap
-from builder.linux.packages import VIRTIO_MODULES
+from builder.settings import VIRTIO_MODULES
 
 
 def _spec(**kw):
