@@ -90,7 +90,7 @@ def _procs() -> dict[int, tuple[int, str]]:
     return out
 
 
-def _our_session(target: Path, within: float = 30.0) -> int:
+def _our_session(target: Path, within: float = 60.0) -> int:
     """The session of the mmdebstrap writing ``target``, once it has children (apt) running."""
     deadline = time.monotonic() + within
     while time.monotonic() < deadline:
@@ -130,7 +130,7 @@ _PARENT = """
 import sys
 from pathlib import Path
 from builder.linux import mmdebstrap
-from builder.linux.packages import VIRTIO_MODULES
+from builder.settings import VIRTIO_MODULES
 mmdebstrap.run(mmdebstrap.Spec(suite="bookworm", arch="amd64", variant="apt", packages=("sudo",),
                                mirror=sys.argv[1], initramfs_modules=VIRTIO_MODULES), Path(sys.argv[2]))
 """
