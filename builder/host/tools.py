@@ -25,6 +25,7 @@ PACKAGES: dict[str, str] = {
     "debconf-set-selections": "debconf",
     "guestfish": "libguestfs-tools",
     "busybox": "busybox-static",
+    "swtpm": "swtpm",
 }
 
 _VERSION_ARGS = {"gpgv": ["--version"], "mmdebstrap": ["--version"], "mke2fs": ["-V"], "sfdisk": ["--version"]}
