@@ -374,7 +374,10 @@ class _QMP:
         self._run(self._client.connect(str(path)), timeout)
         # collect events (SHUTDOWN, GUEST_PANICKED, …) as they come
         async def listen():
-            with self._client.listen() as listener:
+            # listener() makes and registers a new EventListener; listen() with no argument
+            # registers none, and then no event was ever collected
+            self._listen_task = asyncio.current_task()
+            with self._client.listener() as listener:
                 async for event in listener:
                     self.events.append(dict(event))
         self._listener = asyncio.run_coroutine_threadsafe(listen(), self._loop)
@@ -387,9 +390,13 @@ class _QMP:
             self._run(self._client.disconnect(), 5.0)
         except Exception:  # noqa: BLE001 - the peer may already be gone; nothing to report
             pass
-        listener = getattr(self, "_listener", None)
-        if listener is not None:
-            listener.cancel()
+        task = getattr(self, "_listen_task", None)
+        if task is not None:  # cancelled and awaited in its loop, so it is not destroyed pending
+            async def stop_listener():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                self._run(stop_listener(), 2.0)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         if not self._thread.is_alive():
