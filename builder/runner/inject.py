@@ -29,6 +29,7 @@ class GuestFacts:
     arch: str               # as libguestfs reports it (x86_64, i386…)
     firmware: str           # "uefi" or "bios": a guess from what the disk holds
     hostname: str = ""
+    build: str | None = None   # Windows: CurrentBuildNumber from the SOFTWARE hive
 
 
 def _firmware_guess(g, mountpoints: dict[str, str]) -> str:
@@ -41,7 +42,8 @@ def _firmware_guess(g, mountpoints: dict[str, str]) -> str:
 
 def inject_probe(overlay: Path, accel: Accel, *, settle_seconds: int = 120,
                  what: str = "verify: inject probe") -> GuestFacts:
-    """Install the probe and its enabled systemd unit into ``overlay`` (qcow2); the guest's facts."""
+    """Install the probe into ``overlay`` (qcow2): Linux, a script and its enabled systemd unit;
+    Windows, builder.windows.verify_probe. Returns the guest's facts."""
     with session([Drive(Path(overlay), "qcow2", readonly=False)], accel, what=what) as g:
         roots = g.inspect_os()
         if not roots:
@@ -53,9 +55,15 @@ def inject_probe(overlay: Path, accel: Accel, *, settle_seconds: int = 120,
         distro = g.inspect_get_distro(root)
         version = f"{g.inspect_get_major_version(root)}.{g.inspect_get_minor_version(root)}"
         hostname = g.inspect_get_hostname(root)
+        if os_type == "windows":  # same launch: a .cmd/PowerShell probe and a SYSTEM hive trigger
+            from builder.windows import verify_probe
+
+            wf = verify_probe.inject(g, root, wait_seconds=settle_seconds, what=what)
+            return GuestFacts(os_type=os_type, distro=distro, version=version, arch=wf.arch,
+                              firmware=wf.firmware, hostname=hostname, build=wf.build)
         if os_type != "linux":
             raise VerifyError(f"{what}: verifying {os_type} guests is not implemented yet",
-                              hint="only Linux guests with systemd can be verified today")
+                              hint="only Linux guests with systemd and Windows guests can be verified")
         mountpoints = g.inspect_get_mountpoints(root)
         # the root inspection found goes on / whatever fstab says; then the rest, shortest first so
         # /boot mounts over /, /boot/efi over /boot
