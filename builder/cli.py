@@ -204,8 +204,9 @@ def plan_cmd(app: App, names, all_, no_verify, offline, as_json):
     """Each stage of each recipe, its cache key, and hit or miss with the reason."""
     out = []
     for r in _targets(app, names, all_):
-        entry = {"recipe": r.name, "stages": []}
+        entry = {"recipe": r.name, "stages": [], "facts": {}}
         try:
+            entry["facts"] = pipeline.plan_facts(r, app.store)
             stages = pipeline.stages_for(r, verify=not no_verify)
             steps = app.engine(offline=offline).plan(r, stages)
             entry["stages"] = [{"stage": s.stage.name, "version": s.stage.version, "key": s.key,
@@ -213,12 +214,24 @@ def plan_cmd(app: App, names, all_, no_verify, offline, as_json):
         except UsageError as exc:  # a stage not implemented yet: still list them all
             entry["stages"] = [{"stage": n, "key": None, "hit": False, "reason": exc.message}
                                for n in pipeline.stage_names(r, verify=not no_verify)]
+        except IronforgeError as exc:
+            # --all is an overview: a recipe that lacks user inputs (Windows media) is listed with
+            # what it lacks; named on its own, the same lack is an error (exit 2)
+            if not all_ or exc.exit_code != 2:
+                raise
+            why = ("needs " + ", ".join(p.key for p in exc.problems) if isinstance(exc, RecipeError)
+                   else exc.message)
+            entry["stages"] = [{"stage": n, "key": None, "hit": False, "reason": why}
+                               for n in pipeline.stage_names(r, verify=not no_verify)]
         out.append(entry)
     if as_json:
         _emit_json(out)
         return
     for entry in out:
         click.echo(f"{entry['recipe']}:")
+        for k, v in entry["facts"].items():
+            for line in (v if isinstance(v, list) else [v]):
+                click.echo(f"  {k}: {line}")
         for s in entry["stages"]:
             key = (s["key"] or "-")[:12]
             state = "hit " if s["hit"] else "miss"
@@ -450,7 +463,7 @@ def run_cmd(app: App, image, arch, no_snapshot, memory, cpus, firmware):
 # -- doctor --------------------------------------------------------------------------------------
 
 DOCTOR_TOOLS = ("qemu-system-x86_64", "qemu-system-i386", "qemu-img", "mmdebstrap", "gpgv", "sfdisk",
-                "mke2fs", "xorriso", "cpio", "debconf-set-selections")
+                "mke2fs", "xorriso", "cpio", "debconf-set-selections", "wiminfo")
 
 
 @cli.command("doctor")
@@ -467,7 +480,7 @@ def doctor_cmd(app: App, as_json):
         if not path:
             report["missing"].append(f"{t} (apt-get install {tools.PACKAGES.get(t, t)})")
     for mod, pkg in (("guestfs", "python3-guestfs"), ("hivex", "python3-hivex"), ("pycdlib", "pycdlib"),
-                     ("qemu.qmp", "qemu.qmp")):
+                     ("qemu.qmp", "qemu.qmp"), ("defusedxml", "python3-defusedxml")):
         try:
             __import__(mod)
             report["python"][mod] = "ok"

@@ -24,7 +24,8 @@ from builder.stage import Artifact, Output, StageContext, StageDef
 
 log = logging.getLogger("ironforge.engine")
 
-_SECRET_KEYS = ("customize.root_password", "customize.users")
+_SECRET_KEYS = ("customize.root_password", "customize.users", "windows.product_key",
+                "windows.admin_password", "windows.users")
 
 
 @dataclass(frozen=True)

@@ -140,3 +140,12 @@ class MissingEnvironment(IronforgeError):
     """A host tool, package or device the build needs is missing (exit 3)."""
 
     exit_code = 3
+
+
+class WindowsImageError(BuildError):
+    """A Windows disk cannot be injected safely (not Windows, hibernated, dynamic disk, a
+    malformed hive…); nothing was written (exit 1)."""
+
+
+class VirtioWinError(UsageError):
+    """The virtio-win source given is unreadable or holds no driver for this Windows (exit 2)."""

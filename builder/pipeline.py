@@ -11,7 +11,7 @@ from builder.stage import StageDef
 
 def stage_names(recipe: Recipe, verify: bool = True) -> list[str]:
     if recipe.family == "windows":
-        names = ["fetch", "answer", "install", "drivers", "export"]
+        names = list(WINDOWS_STAGES)
     elif recipe.get("build.method") == "installer":
         names = ["fetch", "install", "customize", "drivers", "export"]
     else:
@@ -21,9 +21,27 @@ def stage_names(recipe: Recipe, verify: bool = True) -> list[str]:
     return names
 
 
+# Windows stages live in builder/windows/stages/ (fetch there also reads what the media hold);
+# export is the family-neutral one. bootmedia (a no-prompt copy of the installer for UEFI)
+# comes before answer so that a changed password does not copy the installer ISO again.
+WINDOWS_STAGES = ("fetch", "bootmedia", "answer", "install", "drivers", "export")
+_SHARED_STAGES = ("export",)
+
+
+def _load_windows_stage(name: str, recipe: Recipe) -> StageDef:
+    module = f"builder.stages.{name}" if name in _SHARED_STAGES else f"builder.windows.stages.{name}"
+    try:
+        return importlib.import_module(module).STAGE
+    except ModuleNotFoundError as exc:
+        if exc.name == module:
+            raise NotImplementedYet(f"{recipe.name}: the Windows stage {name!r} is not implemented yet "
+                                    f"({module.replace('.', '/')}.py is missing)") from None
+        raise
+
+
 def load_stage(name: str, recipe: Recipe) -> StageDef:
     if recipe.family == "windows":
-        raise NotImplementedYet(f"{recipe.name}: Windows images are not implemented yet (stage {name})")
+        return _load_windows_stage(name, recipe)
     try:
         mod = importlib.import_module(f"builder.stages.{name}")
     except ModuleNotFoundError as exc:
@@ -34,4 +52,17 @@ def load_stage(name: str, recipe: Recipe) -> StageDef:
 
 
 def stages_for(recipe: Recipe, verify: bool = True) -> list[StageDef]:
+    if recipe.family == "windows":
+        # the user's media first: a shipped Windows recipe names none, and that is the first
+        # thing to say (exit 2, with an example), before any stage is looked at
+        from builder.windows.inputs import require
+        require(recipe)
     return [load_stage(n, recipe) for n in stage_names(recipe, verify)]
+
+
+def plan_facts(recipe: Recipe, store) -> dict:
+    """Facts `plan` shows beside the stages: for Windows, the editions the media hold."""
+    if recipe.family != "windows":
+        return {}
+    from builder.windows.inputs import plan_facts as windows_facts
+    return windows_facts(recipe, store)

@@ -42,6 +42,8 @@ def build_manifest(result: RunResult, accel: Accel, verification: dict | None) -
             inputs[a.stage] = {"pins": mat["pins"]}
     if "fetch" in arts:
         inputs.setdefault("fetch", {})["files"] = arts["fetch"].data
+    if "answer" in arts:  # Windows: what the answer CD carries (the media facts are fetch's data)
+        inputs.setdefault("answer", {})["facts"] = arts["answer"].data
     export = arts.get("export")
     drivers = arts.get("drivers")
     guest = {k: v for k, v in (drivers.data if drivers else {}).items() if k != "packages"}

@@ -239,7 +239,11 @@ class _Validator:
                 try:
                     parsed = setting.type.parse(v)
                 except st.Bad as bad:
-                    self.problem(dpath, bad.expected, _describe(v))
+                    # a secret written in place must not be echoed back into logs and CI output
+                    got = ("a value written in the recipe (not shown: secrets are referenced, never "
+                           "written)") if isinstance(setting.type, st.SecretRef) and isinstance(v, str) \
+                        else _describe(v)
+                    self.problem(dpath, bad.expected, got)
                     continue
                 if isinstance(setting.type, st.TableList):
                     parsed = [self.table(item, skey + "[]", f"{dpath}[{i}]") for i, item in enumerate(parsed)]
@@ -290,6 +294,8 @@ def _cross_checks(v: _Validator, values: dict) -> None:
             os_["release"] = rel_n
             if rel_n == "13" and arch == archmod.I686:
                 v.problem("arch", "amd64 (Debian 13 ships no i386 kernel or installer)", _describe(arch_word))
+    if fam == "windows" and isinstance(rel, str):
+        _windows_checks(v, values, rel, arch, arch_word)
     if values.get("firmware") == "uefi" and arch == archmod.I686:
         v.problem("firmware", '"bios" for 32-bit images (no 32-bit UEFI firmware here)', '"uefi"')
     names: set[str] = set()
@@ -312,6 +318,43 @@ def _cross_checks(v: _Validator, values: dict) -> None:
         if (f.get("content") is None) == (f.get("source") is None):
             v.problem(f"customize.files[{i}]", "exactly one of content, source",
                       "both" if f.get("content") is not None else "neither")
+
+
+def _windows_checks(v: _Validator, values: dict, rel: str, arch: str | None, arch_word) -> None:
+    """What Microsoft ships and what Windows Setup can do, checked before any media is read."""
+    from builder.windows.versions import UnknownWindowsVersion, by_release, releases
+
+    try:
+        ver = by_release(rel)
+    except UnknownWindowsVersion:
+        v.problem("os.release", "a Windows release: " + ", ".join(f'"{r}"' for r in releases()),
+                  _describe(rel))
+        return
+    values["os"]["release"] = ver.release
+    win = values.get("windows") or {}
+    if arch is not None and not ver.supports(arch):
+        v.problem("arch", f"amd64 (Microsoft ships no 32-bit {ver.name})", _describe(arch_word))
+    if ver.osinfo == "win11" and values.get("firmware") != "uefi":
+        v.problem("firmware", '"uefi" (Windows 11 Setup refuses BIOS machines)',
+                  _describe(values.get("firmware")))
+    if win.get("secure_boot") and values.get("firmware") != "uefi":
+        v.problem("windows.secure_boot", 'false, or firmware = "uefi" (Secure Boot is a UEFI feature)', "true")
+    if "admin_password" in win and win["admin_password"] is None:  # absent: given but invalid, reported
+        v.problem("windows.admin_password", '{ env = "NAME" } or { file = "path" } (Setup needs an '
+                  "Administrator password to log on unattended)", "nothing")
+    for table in ("media", "virtio_win"):
+        t = win.get(table) or {}
+        if t.get("path") and t.get("url"):
+            v.problem(f"windows.{table}", "one of path, url", "both")
+        if t.get("url") and not t.get("sha256"):
+            v.problem(f"windows.{table}.sha256", "a sha256 for a url (a download is trusted only by its "
+                      "digest)", "nothing")
+    seen: set[str] = set()
+    for i, u in enumerate(win.get("users") or []):
+        name = str(u.get("name", "")).lower()
+        if name in seen or name in ("administrator", "guest"):
+            v.problem(f"windows.users[{i}].name", "a name not used by another account", _describe(u.get("name")))
+        seen.add(name)
 
 
 def validate(doc: dict, origin: dict[str, str] | None = None, file: str = "<recipe>") \

@@ -180,6 +180,20 @@ class SecretRef(Type):
         raise Bad(self.name)
 
 
+class WindowsEdition(Type):
+    """An edition by name ("Windows 10 Pro") or 1-based index in install.wim."""
+
+    def __init__(self):
+        object.__setattr__(self, "name", 'an edition name like "Windows 10 Pro" or a 1-based index')
+
+    def parse(self, value):
+        if isinstance(value, bool) or not isinstance(value, (int, str)):
+            raise Bad(self.name)
+        if isinstance(value, int) and value < 1 or isinstance(value, str) and not value.strip():
+            raise Bad(self.name)
+        return value
+
+
 class TableList(Type):
     """A list of tables whose fields are the rows ``<key>[].<field>``."""
 
@@ -218,7 +232,7 @@ SETTINGS: tuple[Setting, ...] = (
     S("firmware", Enum("bios", "uefi"), "bios", "Boot firmware the image is made for."),
     S("os.family", Enum("debian", "windows"), REQUIRED, "Operating system family."),
     S("os.release", Str(r"[A-Za-z0-9.\-]+", "a release like \"12\" or \"bookworm\""), REQUIRED,
-      "Release: Debian \"12\"/\"bookworm\", \"13\"/\"trixie\"."),
+      "Release: Debian \"12\"/\"bookworm\", \"13\"/\"trixie\"; Windows \"10\", \"11\", \"server-2022\"…"),
     S("build.method", Enum("bootstrap", "installer"), "bootstrap",
       "bootstrap: mmdebstrap + image assembly (fast); installer: the official installer, unattended."),
     S("build.mirror", Str(r"https?://\S+", "an http(s) URL"), "http://deb.debian.org/debian",
@@ -288,6 +302,42 @@ SETTINGS: tuple[Setting, ...] = (
     S("verify.memory", Int(128, 65536), 1024, "Guest memory in MiB for verification."),
     S("verify.cpus", Int(1, 64), 1, "Guest vCPUs for verification."),
     S("verify.checks", EnumList(*CHECKS), list(CHECKS), "Checks run after the guest reports ready."),
+    # -- Windows family (os.family = "windows"; os.release "7", "10", "11", "server-2019",
+    #    "server-2022", "server-2025"). Microsoft media are never shipped: the user names them.
+    S("windows.media.path", Str(what="a file path"), None,
+      "Windows installer ISO, relative to the recipe's directory."),
+    S("windows.media.url", Str(r"https?://\S+", "an http(s) URL"), None,
+      "Where to download the installer ISO (needs sha256)."),
+    S("windows.media.sha256", Str(HEX64, "64 hex digits"), None, "Expected SHA-256 of the installer ISO."),
+    S("windows.virtio_win.path", Str(what="a file or directory path"), None,
+      "virtio-win ISO or unpacked directory, relative to the recipe's directory."),
+    S("windows.virtio_win.url", Str(r"https?://\S+", "an http(s) URL"), None,
+      "Where to download the virtio-win ISO (needs sha256)."),
+    S("windows.virtio_win.sha256", Str(HEX64, "64 hex digits"), None,
+      "Expected SHA-256 of the virtio-win ISO (a directory is digested as a tree instead)."),
+    S("windows.edition", WindowsEdition(), None,
+      "Image to install: its name in install.wim, or its 1-based index (default: the only one)."),
+    S("windows.product_key", SecretRef(), None, "Product key by reference (eval media need none)."),
+    S("windows.admin_password", SecretRef(), None, "Administrator password by reference (required)."),
+    S("windows.locale", Str(r"[a-z]{2,3}(-[A-Za-z0-9]{2,8})*", "a locale like \"en-US\""), "en-US",
+      "UI language, input, system and user locale."),
+    S("windows.timezone", Str(r"[A-Za-z0-9 ()+\-.]+", "a Windows time zone like \"UTC\""), "UTC",
+      "Windows time zone name (tzutil /l), e.g. \"W. Europe Standard Time\"."),
+    S("windows.users", TableList("a list of tables ([[windows.users]])"), [], "Local users."),
+    S("windows.users[].name", Str(r"[A-Za-z0-9_][A-Za-z0-9_.\-]{0,19}", "a Windows user name"), REQUIRED,
+      "Account name (20 characters at most)."),
+    S("windows.users[].password", SecretRef(), REQUIRED, "Password by reference."),
+    S("windows.users[].admin", Bool(), False, "Member of Administrators (else Users)."),
+    S("windows.tpm", Enum("auto", "swtpm", "bypass"), "auto",
+      "Windows 11 TPM: swtpm (emulated TPM 2.0), bypass (LabConfig), auto = swtpm if installed."),
+    S("windows.secure_boot", Bool(), False, "UEFI Secure Boot (OVMF with Microsoft keys enrolled)."),
+    S("windows.disk_bus", Enum("virtio-blk", "virtio-scsi"), "virtio-blk", "System disk bus."),
+    S("windows.firstlogon_commands", StrList(), [],
+      "Commands run at first logon, before the image reports done and powers off."),
+    S("windows.install.timeout", Duration(lo=600), 3 * 3600, "Overall limit for the unattended install."),
+    S("windows.install.stall", Duration(lo=60), 20 * 60,
+      "Fail when no new marker appears and the screen is unchanged this long."),
+    S("windows.install.screenshot_every", Duration(lo=5), 60, "Seconds between evidence screenshots."),
 )
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}

@@ -25,6 +25,8 @@ PACKAGES: dict[str, str] = {
     "debconf-set-selections": "debconf",
     "guestfish": "libguestfs-tools",
     "busybox": "busybox-static",
+    "wiminfo": "wimtools",
+    "wimcapture": "wimtools",
     "swtpm": "swtpm",
 }
 
