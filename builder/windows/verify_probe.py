@@ -11,7 +11,10 @@ service wrapper (a plain command as a service is killed by the service manager a
 virt-v2v ships rhsrvany for that), and no Group Policy state (a startup script needs
 ``scripts.ini``, ``gpt.ini`` version bumps and the GP cache to agree). It runs on every boot
 while set, which only ever happens in the overlay: the published image is its read-only backing
-file and the overlay is deleted after the run.
+file and the overlay is deleted after the run. The same two values queue the first-boot driver
+installation of an injected image (builder.windows.firstboot): a command queued there is run by
+the probe first, so verification sees the drivers it installs; a generalized image (OOBE queued)
+is refused rather than booted into OOBE.
 
 The probe prints one line to COM1 and powers off::
 
@@ -83,7 +86,7 @@ rem ironforge boot probe (throw-away verification overlay only): run by HKLM\SYS
 if "%SystemDrive%"=="" set SystemDrive=C:
 set D=%SystemDrive%\ironforge
 del /q "%D%\marker.txt" >nul 2>&1
-"%SystemRoot%\System32\WindowsPowerShell\v1.0\powershell.exe" -NoProfile -NonInteractive -ExecutionPolicy Bypass -File "%D%\probe.ps1" >"%D%\probe.log" 2>&1
+@PREVIOUS@"%SystemRoot%\System32\WindowsPowerShell\v1.0\powershell.exe" -NoProfile -NonInteractive -ExecutionPolicy Bypass -File "%D%\probe.ps1" >"%D%\probe.log" 2>&1
 if not exist "%D%\marker.txt" (echo IRONFORGE-READY nonce=none src=none arch=%PROCESSOR_ARCHITECTURE% build=unknown storage=none net=none probe=@VERSION@ error=powershell)>"%D%\marker.txt"
 mode COM1: BAUD=115200 PARITY=N DATA=8 STOP=1 >nul 2>&1
 echo.>COM1
@@ -103,8 +106,31 @@ def ps1(wait_seconds: int = 180) -> bytes:
                  .replace("@STORAGE@", quote(STORAGE_DRIVERS)).replace("@NET@", quote(NET_DRIVERS)))
 
 
-def cmd() -> bytes:
-    return _crlf(_CMD.replace("@VERSION@", str(VERSION)))
+def cmd(previous: str | None = None) -> bytes:
+    """The .cmd file; ``previous``: the CmdLine that was queued before the probe (the first-boot
+    driver installation of builder.windows.firstboot), run first so the probe sees its result."""
+    chained = ""
+    if previous:
+        chained = ("rem what HKLM\\SYSTEM\\Setup CmdLine ran before the probe took its place\n"
+                   f"{previous}\n")
+    return _crlf(_CMD.replace("@VERSION@", str(VERSION)).replace("@PREVIOUS@", chained))
+
+
+class PendingSetup(VerifyError):
+    """The image has another Setup queued (sysprep/OOBE); booting it would run that instead."""
+
+
+def previous_command(cmdline: str | None, setup_type: int | None) -> str | None:
+    """What the probe must run before itself, from the hive's Setup values; raises PendingSetup
+    for a generalized (sysprepped) image, whose queued OOBE the probe must not replace or run."""
+    line = " ".join((cmdline or "").split())          # one line: it goes into a .cmd file
+    if not setup_type or not line or line == CMDLINE:
+        return None
+    if setup_type != SETUP_TYPE or "windeploy" in line.lower() or "oobe" in line.lower():
+        raise PendingSetup(f"the image has Windows Setup queued (SetupType={setup_type}, CmdLine={line[:120]!r}): "
+                           "it is generalized (sysprep), and its first boot runs OOBE",
+                           hint="verify the image before generalizing it, or boot it once to finish OOBE")
+    return line[:1024]
 
 
 def reg_sz(text: str) -> bytes:
@@ -142,16 +168,27 @@ def _software_build(g, systemroot: str) -> str | None:
         g.hivex_close()
 
 
-def set_trigger(g, systemroot: str) -> None:
-    """HKLM\\SYSTEM\\Setup: CmdLine = the probe, SetupType = 2 (in the overlay's SYSTEM hive)."""
+def _value(g, node: int, name: str) -> tuple[int, bytes] | None:
+    v = g.hivex_node_get_value(node, name)
+    return (g.hivex_value_type(v), g.hivex_value_value(v)) if v else None
+
+
+def set_trigger(g, systemroot: str) -> str | None:
+    """HKLM\\SYSTEM\\Setup: CmdLine = the probe, SetupType = 2 (in the overlay's SYSTEM hive).
+    Returns the command queued there before (for the probe to run first)."""
     path = g.case_sensitive_path(f"{systemroot}/System32/config/SYSTEM")
     g.hivex_open(path, write=True)
     try:
         root = g.hivex_root()
         setup = _hive_child(g, root, "Setup") or g.hivex_node_add_child(root, "Setup")
+        cmdline, setup_type = _value(g, setup, "CmdLine"), _value(g, setup, "SetupType")
+        previous = previous_command(
+            cmdline[1].decode("utf-16-le", "replace").split("\0")[0] if cmdline and cmdline[0] in (1, 2) else None,
+            int.from_bytes(setup_type[1][:4], "little") if setup_type and len(setup_type[1]) >= 4 else None)
         g.hivex_node_set_value(setup, "CmdLine", REG_SZ, reg_sz(CMDLINE))
         g.hivex_node_set_value(setup, "SetupType", REG_DWORD, SETUP_TYPE.to_bytes(4, "little"))
         g.hivex_commit(None)
+        return previous
     finally:
         g.hivex_close()
 
@@ -169,10 +206,10 @@ def inject(g, root: str, *, wait_seconds: int = 180, what: str = "verify") -> Wi
                           hint=hint) from None
     systemroot = g.inspect_get_windows_systemroot(root)
     build = _software_build(g, systemroot)
+    previous = set_trigger(g, systemroot)
     g.mkdir_p(PROBE_DIR)
     g.write(f"{PROBE_DIR}/{PS1_NAME}", ps1(wait_seconds))
-    g.write(f"{PROBE_DIR}/{CMD_NAME}", cmd())
-    set_trigger(g, systemroot)
+    g.write(f"{PROBE_DIR}/{CMD_NAME}", cmd(previous))
     g.sync()
     g.umount_all()
     # Windows boots from GPT only under UEFI and from MBR only under BIOS

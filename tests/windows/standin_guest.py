@@ -83,15 +83,17 @@ SETUPERR = "2026-11-29 03:00:00, Error      [0x060435] IBS    stand-in: could no
 
 
 def make_standin_windows(path: Path, accel: Accel, *, build: str = "19045", arch: str = "x86_64",
-                         firmware: str = "bios", workdir: Path | None = None) -> Path:
-    """Write the stand-in disk (qcow2) at ``path``: one libguestfs launch."""
+                         firmware: str = "bios", workdir: Path | None = None,
+                         setup: tuple[str, int] = ("", 0)) -> Path:
+    """Write the stand-in disk (qcow2) at ``path``: one libguestfs launch. ``setup``: the
+    HKLM\\SYSTEM\\Setup (CmdLine, SetupType) it carries."""
     work = workdir or path.parent
     system = make_hive(work / "SYSTEM", {
         "Select": {"Current": dword(1), "Default": dword(1)},
         "ControlSet001\\Control\\ComputerName\\ComputerName": {"ComputerName": sz("STANDIN")},
         "ControlSet001\\Services\\Tcpip\\Parameters": {"Hostname": sz("standin")},
         "MountedDevices": {},
-        "Setup": {"SetupType": dword(0), "CmdLine": sz("")},
+        "Setup": {"SetupType": dword(setup[1]), "CmdLine": sz(setup[0])},
     })
     software = make_hive(work / "SOFTWARE", {
         "Microsoft\\Windows NT\\CurrentVersion": {

@@ -24,6 +24,7 @@ from builder.windows import setup_logs, verify_probe
 from windows.standin_guest import SETUPERR, make_standin_windows
 
 NONCE = "9c0ffee5"
+FIRSTBOOT = r"cmd.exe /c %SystemRoot%\Setup\ironforge\firstboot.cmd"   # builder.windows.firstboot's CmdLine
 
 
 @pytest.fixture(scope="module")
@@ -33,9 +34,11 @@ def accel():
 
 @pytest.fixture(scope="module")
 def standin(tmp_path_factory, accel) -> Path:
-    """STAND-IN Windows 10 amd64 (build 19045), GPT/UEFI layout: ESP (vfat) + NTFS."""
+    """STAND-IN Windows 10 amd64 (build 19045), GPT/UEFI layout: ESP (vfat) + NTFS, with a first-boot
+    driver installation queued in HKLM\\SYSTEM\\Setup as an injected image has it."""
     d = tmp_path_factory.mktemp("standin-win")
-    return make_standin_windows(d / "win10.qcow2", accel, build="19045", arch="x86_64", firmware="uefi")
+    return make_standin_windows(d / "win10.qcow2", accel, build="19045", arch="x86_64", firmware="uefi",
+                                setup=(FIRSTBOOT, 2))
 
 
 def _sha(p: Path) -> str:
@@ -77,7 +80,7 @@ def test_stand_in_probe_injected_into_overlay_only_and_read_back(standin, accel,
         g.download("/Windows/System32/config/SYSTEM", str(out / "SYSTEM"))
         for name in (verify_probe.CMD_NAME, verify_probe.PS1_NAME):
             g.download(f"{verify_probe.PROBE_DIR}/{name}", str(out / name))
-    assert (out / "probe.cmd").read_bytes() == verify_probe.cmd()
+    assert (out / "probe.cmd").read_bytes() == verify_probe.cmd(FIRSTBOOT)   # the queued command runs first
     assert (out / "probe.ps1").read_bytes() == verify_probe.ps1(120)
 
     h = hivex.Hivex(str(out / "SYSTEM"))
@@ -152,3 +155,23 @@ def test_stand_in_verify_reports_through_result_and_junit(standin, accel, tmp_pa
     assert _sha(standin) == before and not list((tmp_path / "out").glob(".verify-*"))
     xml = junit_xml([r])
     assert 'failures="1"' in xml and 'type="timeout"' in xml and "standin-win10" in xml
+
+
+# -- what was queued in HKLM\SYSTEM\Setup before the probe ----------------------------------------
+
+
+def test_queued_first_boot_runs_before_the_probe():
+    assert verify_probe.previous_command("", 0) is None and verify_probe.previous_command(None, None) is None
+    assert verify_probe.previous_command(verify_probe.CMDLINE, 2) is None          # our own, from a re-run
+    prev = verify_probe.previous_command(FIRSTBOOT + "\r\n", 2)
+    assert prev == FIRSTBOOT
+    lines = verify_probe.cmd(prev).decode().split("\r\n")
+    assert lines.index(FIRSTBOOT) < next(i for i, x in enumerate(lines) if "powershell.exe" in x)
+    assert FIRSTBOOT not in verify_probe.cmd().decode()
+
+
+@pytest.mark.parametrize("cmdline,setup_type", [(r"oobe\windeploy.exe", 1), ("cmd /c x.cmd", 1)])
+def test_generalized_image_is_refused(cmdline, setup_type):
+    with pytest.raises(verify_probe.PendingSetup, match="generalized") as ei:
+        verify_probe.previous_command(cmdline, setup_type)
+    assert ei.value.exit_code == 1 and ei.value.hint
