@@ -119,3 +119,16 @@ def test_stand_in_install_run_stalls_and_keeps_evidence(tmp_path):
     assert str(evidence) in err.hint and "no Setup log" in err.hint
     assert (evidence / install.COM1_LOG).exists()
     assert (evidence / "last-screen.png").read_bytes()[:4] == b"\x89PNG"
+
+
+def test_pipeline_loads_these_stages_for_windows_recipes():
+    from builder import pipeline
+    from builder import recipe as recipes
+
+    r = recipes.load("windows-11-amd64", Path(__file__).resolve().parents[2] / "recipes")
+    assert pipeline.load_stage("bootmedia", r) is bootmedia.STAGE
+    assert pipeline.load_stage("install", r) is install.STAGE
+    assert install.STAGE.inputs == ("fetch", "answer", "bootmedia")
+    f = install.machine_facts(r, None)                      # the shipped recipe's facts
+    assert (f.firmware, f.secure_boot, f.memory_mb) == ("uefi", True, 4096)
+    assert install.minimum_disk(r.release, r.arch) <= r.get("disk.size")
