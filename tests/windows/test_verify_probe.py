@@ -175,3 +175,33 @@ def test_generalized_image_is_refused(cmdline, setup_type):
     with pytest.raises(verify_probe.PendingSetup, match="generalized") as ei:
         verify_probe.previous_command(cmdline, setup_type)
     assert ei.value.exit_code == 1 and ei.value.hint
+
+
+# -- on wininject's phony disks (generated hives; shared, cached set) -----------------------------
+
+@pytest.fixture(scope="module")
+def phony(accel):
+    from shared_cache import cache_root
+    from windows.phony import phony_set
+
+    cache = cache_root() / "windows"
+    cache.mkdir(parents=True, exist_ok=True)
+    return phony_set(cache, accel=accel)
+
+
+def _overlay(base: Path, tmp: Path) -> Path:
+    overlay = tmp / f"{base.stem}-overlay.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", "-F", "qcow2", "-b", str(base), str(overlay)],
+                   check=True)
+    return overlay
+
+
+def test_phony_32bit_bios_guest_facts(phony, accel, tmp_path):
+    """32-bit Windows 10 on MBR: arch from cmd.exe's PE header, BIOS from the partition table."""
+    facts = inject_probe(_overlay(phony["win10-x86"], tmp_path), accel, what="test inject x86")
+    assert (facts.os_type, facts.arch, facts.firmware, facts.build) == ("windows", "i386", "bios", "19045")
+
+
+def test_phony_sysprepped_image_is_refused(phony, accel, tmp_path):
+    with pytest.raises(verify_probe.PendingSetup, match="SetupType=1"):
+        inject_probe(_overlay(phony["sysprepped"], tmp_path), accel, what="test inject sysprepped")
