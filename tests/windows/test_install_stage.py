@@ -132,3 +132,22 @@ def test_pipeline_loads_these_stages_for_windows_recipes():
     f = install.machine_facts(r, None)                      # the shipped recipe's facts
     assert (f.firmware, f.secure_boot, f.memory_mb) == ("uefi", True, 4096)
     assert install.minimum_disk(r.release, r.arch) <= r.get("disk.size")
+
+
+@pytest.mark.boot
+def test_key_press_fallback_on_a_real_machine(tmp_path):
+    """The QMP route (media without efisys_noprompt.bin): space pressed every 2 s during the window,
+    screenshots before and after recorded; other routes press nothing."""
+    from builder.runner.machine import MachineSpec, QemuMachine
+
+    assert install._key_presser(None, noprompt.ROUTE_PATCHED, tmp_path, LOG)[0] is None
+    spec = MachineSpec(arch="x86_64", accel=choose(), memory_mb=128, nic=None, serial_log=tmp_path / "c.log")
+    with QemuMachine(spec) as m:
+        m.start()
+        tick, record = install._key_presser(m, noprompt.ROUTE_SEND_KEY, tmp_path, LOG)
+        for elapsed in (0.0, 1.0, 2.0, 4.5, install.KEY_PRESS_WINDOW, install.KEY_PRESS_WINDOW + 5):
+            tick(elapsed)
+    assert record["presses"] == 3                       # at 0, 2 and 4.5 s; none after the window
+    assert isinstance(record["screen_changed"], bool)
+    for name in ("before-key-presses.png", "after-key-presses.png"):
+        assert (tmp_path / name).read_bytes()[:4] == b"\x89PNG"

@@ -81,23 +81,35 @@ def _blank_disk(path: Path, size: int) -> None:
 
 def _key_presser(machine, route: str, shots: Path, log):
     """The fallback when the media have no no-prompt image: press space over QMP during the first
-    minute (before the prompt a key press does nothing), then keep a screenshot showing where it
-    got. Returns the on_tick callback and a dict that records what happened."""
+    minute (before the prompt a key press does nothing). Screenshots before the first press and
+    after the last confirm the screen moved on (Setup's loader replaced the prompt); a screen that
+    did not change is logged and recorded. Returns the on_tick callback and the record."""
     record: dict[str, Any] = {"presses": 0}
     if route != noprompt.ROUTE_SEND_KEY:
         return None, record
     state = {"next": 0.0, "done": False}
+
+    def shot(name: str) -> bytes | None:
+        try:
+            return machine.screendump(shots / name).read_bytes()
+        except Exception as exc:  # noqa: BLE001 - evidence only
+            log.warning("install: no screenshot %s: %s", name, exc)
+            return None
 
     def tick(elapsed: float) -> None:
         if state["done"]:
             return
         if elapsed >= KEY_PRESS_WINDOW:
             state["done"] = True
-            try:
-                record["screenshot"] = str(machine.screendump(shots / "after-key-presses.png"))
-            except Exception as exc:  # noqa: BLE001 - evidence only
-                log.warning("install: no screenshot after the key presses: %s", exc)
+            after = shot("after-key-presses.png")
+            before = state.get("before")
+            record["screen_changed"] = None if before is None or after is None else before != after
+            if record["screen_changed"] is False:
+                log.warning("install: the screen did not change while keys were pressed (%d presses); "
+                            "if Setup never starts, the stall limit will say so", record["presses"])
             return
+        if "before" not in state:
+            state["before"] = shot("before-key-presses.png")
         if elapsed >= state["next"]:
             state["next"] = elapsed + KEY_PRESS_EVERY
             try:
@@ -208,6 +220,7 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
         "seconds": round(verdict.elapsed, 1),
         "passes": [{"pass": p.name, "at": round(p.at, 1)} for p in verdict.passes],
         "boot_route": route, "key_presses": keys.get("presses", 0),
+        "screen_changed_by_keys": keys.get("screen_changed"),
         "firmware": facts.firmware, "secure_boot": facts.secure_boot, "tpm": "swtpm" if facts.tpm else None,
         "disk_bus": facts.disk_bus, "memory_mb": facts.memory_mb,
         "screenshots": len(followed.screenshots)}
