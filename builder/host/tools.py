@@ -27,6 +27,7 @@ PACKAGES: dict[str, str] = {
     "busybox": "busybox-static",
     "wiminfo": "wimtools",
     "wimcapture": "wimtools",
+    "swtpm": "swtpm",
 }
 
 _VERSION_ARGS = {"gpgv": ["--version"], "mmdebstrap": ["--version"], "mke2fs": ["-V"], "sfdisk": ["--version"]}

@@ -10,6 +10,13 @@ from builder.errors import UsageError
 from builder.runner.marker import Marker
 
 REQUIRED_VIRTIO = ("virtio_blk", "virtio_net")
+# Windows guests report build and the virtio drivers bound (builder.windows.verify_probe)
+WINDOWS_CHECKS = ("arch", "build", "virtio-storage", "virtio-net")
+STORAGE_DRIVER = {"virtio-blk": "viostor", "virtio-scsi": "vioscsi"}
+
+
+def checks_for(family: str) -> tuple[str, ...]:
+    return WINDOWS_CHECKS if family == "windows" else CHECKS
 
 
 @dataclass(frozen=True)
@@ -22,20 +29,22 @@ class CheckResult:
         return asdict(self)
 
 
-def resolve_checks(base: list[str] | tuple[str, ...] | None, overrides: list[str] | tuple[str, ...] = ()) -> list[str]:
+def resolve_checks(base: list[str] | tuple[str, ...] | None, overrides: list[str] | tuple[str, ...] = (),
+                   family: str = "linux") -> list[str]:
     """``base`` (recipe verify.checks) adjusted by CLI ``--check NAME`` (add) / ``--check -NAME`` (relax)."""
-    chosen = list(DEFAULT_CHECKS if base is None else base)
+    known = checks_for(family)
+    chosen = list(known if base is None else base)
     for o in overrides:
         name = o[1:] if o.startswith("-") else o.lstrip("+")
-        if name not in CHECKS:
-            raise UsageError(f"--check {o}: unknown check {name!r} (known: {', '.join(CHECKS)})")
+        if name not in known:
+            raise UsageError(f"--check {o}: unknown check {name!r} (known: {', '.join(known)})")
         if o.startswith("-"):
             chosen = [c for c in chosen if c != name]
         elif name not in chosen:
             chosen.append(name)
     for c in chosen:
-        if c not in CHECKS:
-            raise UsageError(f"verify.checks: unknown check {c!r} (known: {', '.join(CHECKS)})")
+        if c not in known:
+            raise UsageError(f"verify.checks: unknown check {c!r} (known: {', '.join(known)})")
     return chosen
 
 
@@ -86,5 +95,35 @@ CHECKS = tuple(_RUN)
 DEFAULT_CHECKS = CHECKS
 
 
-def run_checks(marker: Marker, names: list[str], expected_arch: str | None) -> list[CheckResult]:
-    return [_RUN[n](marker, expected_arch) for n in names]
+def _build(m: Marker, expected: str | None) -> CheckResult:
+    got = m.get("build")
+    if not expected:
+        return CheckResult("build", False, f"guest reports build {got or 'none'}; no expected build known")
+    ok = got == str(expected)
+    return CheckResult("build", ok, f"guest build {got or 'none'}, expected {expected}")
+
+
+def _windows_driver(name: str, key: str, wanted: str | None, m: Marker) -> CheckResult:
+    bound = m.list(key)
+    if wanted is None:
+        return CheckResult(name, bool(bound), f"bound: {', '.join(bound)}" if bound else "no virtio driver bound")
+    if wanted in bound:
+        return CheckResult(name, True, f"{wanted} bound")
+    return CheckResult(name, False, f"{wanted} not bound (bound: {', '.join(bound) or 'none'}); the guest "
+                                    "is on emulated hardware or the driver failed to start")
+
+
+def run_checks(marker: Marker, names: list[str], expected_arch: str | None, *,
+               expected_build: str | None = None, disk_bus: str | None = None) -> list[CheckResult]:
+    """``expected_build``/``disk_bus`` feed the Windows checks (build; viostor or vioscsi)."""
+    out = []
+    for n in names:
+        if n == "build":
+            out.append(_build(marker, expected_build))
+        elif n == "virtio-storage":
+            out.append(_windows_driver(n, "storage", STORAGE_DRIVER.get(disk_bus or ""), marker))
+        elif n == "virtio-net":
+            out.append(_windows_driver(n, "net", "netkvm", marker))
+        else:
+            out.append(_RUN[n](marker, expected_arch))
+    return out

@@ -27,6 +27,7 @@ class GuestFacts:
     arch: str               # as libguestfs reports it (x86_64, i386…)
     firmware: str           # "uefi" or "bios": a guess from what the disk holds
     hostname: str = ""
+    build: str | None = None   # Windows: CurrentBuildNumber from the SOFTWARE hive
 
 
 def _firmware_guess(g, mountpoints: dict[str, str]) -> str:
@@ -39,16 +40,33 @@ def _firmware_guess(g, mountpoints: dict[str, str]) -> str:
 
 def inject_probe(overlay: Path, accel: Accel, *, settle_seconds: int = 120,
                  what: str = "verify: inject probe") -> GuestFacts:
-    """Install the probe and its enabled systemd unit into ``overlay`` (qcow2); the guest's facts."""
-    with session([Drive(Path(overlay), "qcow2", readonly=False)], accel, what=what) as g, \
-            guest_os.opened(g, what=what, error=VerifyError, want_type="linux",
-                            type_hint="verifying other guests is not implemented yet: only Linux "
-                                      "guests with systemd can be verified today",
-                            # verify takes images made anywhere: a multi-boot disk gets the probe in
-                            # the first OS, and a stale fstab entry must not stop the verdict
-                            first_of_several=True, skip_unmountable=True,
-                            # the overlay is thrown away after the boot: trimming it saves nothing
-                            trim_after=False) as guest:
+    """Install the probe into ``overlay`` (qcow2): Linux, a script and its enabled systemd unit;
+    Windows, builder.windows.verify_probe. One launch either way. Returns the guest's facts."""
+    with session([Drive(Path(overlay), "qcow2", readonly=False)], accel, what=what) as g:
+        roots = g.inspect_os()
+        if roots and g.inspect_get_type(roots[0]) == "windows":
+            return _inject_windows(g, roots[0], settle_seconds, what)
+        return _inject_linux(g, settle_seconds, what)
+
+
+def _inject_windows(g, root: str, settle_seconds: int, what: str) -> GuestFacts:
+    # same launch: a .cmd/PowerShell probe and a SYSTEM hive trigger (see verify_probe's docstring)
+    from builder.windows import verify_probe
+
+    wf = verify_probe.inject(g, root, wait_seconds=settle_seconds, what=what)
+    return GuestFacts(os_type="windows", distro=g.inspect_get_distro(root),
+                      version=f"{g.inspect_get_major_version(root)}.{g.inspect_get_minor_version(root)}",
+                      arch=wf.arch, firmware=wf.firmware, hostname=g.inspect_get_hostname(root), build=wf.build)
+
+
+def _inject_linux(g, settle_seconds: int, what: str) -> GuestFacts:
+    with guest_os.opened(g, what=what, error=VerifyError, want_type="linux",
+                         type_hint="only Linux guests with systemd and Windows guests can be verified",
+                         # verify takes images made anywhere: a multi-boot disk gets the probe in
+                         # the first OS, and a stale fstab entry must not stop the verdict
+                         first_of_several=True, skip_unmountable=True,
+                         # the overlay is thrown away after the boot: trimming it saves nothing
+                         trim_after=False) as guest:
         root = guest.root
         facts_arch = g.inspect_get_arch(root)
         distro = g.inspect_get_distro(root)

@@ -44,6 +44,16 @@ OVMF_PAIRS = (
     (Path("/usr/share/OVMF/OVMF_CODE.fd"), Path("/usr/share/OVMF/OVMF_VARS.fd")),
 )
 
+# Secure Boot: the SMM-requiring code with the template that has Microsoft's keys enrolled and
+# Secure Boot already on (what Windows 11 and signed Windows media expect).
+OVMF_SECURE_BOOT = (Path("/usr/share/OVMF/OVMF_CODE_4M.ms.fd"), Path("/usr/share/OVMF/OVMF_VARS_4M.ms.fd"))
+
+CHIPSETS = ("auto", "pc", "q35")
+TPMS = (None, "swtpm")
+# Hyper-V enlightenments Windows uses to avoid costly emulated paths under KVM (spinlock retries,
+# APIC EOI, the reference TSC page). They only help with KVM: TCG cannot provide most of them.
+HYPERV_FLAGS = ("hv_relaxed", "hv_vapic", "hv_spinlocks=0x1fff", "hv_time")
+
 FW_CFG_PREFIX = "opt/ironforge/"
 
 
@@ -81,6 +91,13 @@ class MachineSpec:
     rng: bool = True               # virtio-rng: guests otherwise stall on entropy under TCG
     sandbox: bool = True           # seccomp: the image may be hostile
     name: str | None = None
+    # Windows guests (all default off, so Linux machines are unchanged):
+    chipset: str = "auto"          # auto: q35 for UEFI, pc (i440fx) for BIOS
+    secure_boot: bool = False      # UEFI with Microsoft keys enrolled (needs SMM, hence q35)
+    tpm: str | None = None         # "swtpm": a TPM 2.0 emulated by swtpm, offered as tpm-crb
+    tpm_state: Path | None = None  # swtpm state directory; None = a fresh one per run
+    hyperv: bool = False           # Hyper-V enlightenments (KVM only; ignored under TCG)
+    usb_tablet: bool = False       # absolute pointer: the screen and QMP input stay in step
 
 
 def _esc(value: str) -> str:
@@ -88,12 +105,41 @@ def _esc(value: str) -> str:
     return str(value).replace(",", ",,")
 
 
-def find_ovmf() -> tuple[Path, Path]:
+def find_ovmf(secure_boot: bool = False) -> tuple[Path, Path]:
+    if secure_boot:
+        code, vars_ = OVMF_SECURE_BOOT
+        if code.exists() and vars_.exists():
+            return code, vars_
+        raise MissingEnvironment(f"Secure Boot UEFI firmware not found ({code.name}, {vars_.name})",
+                                 hint="install it: apt-get install ovmf  (or run: make setup)")
     for code, vars_ in OVMF_PAIRS:
         if code.exists() and vars_.exists():
             return code, vars_
     raise MissingEnvironment("UEFI firmware (OVMF) not found under /usr/share/OVMF",
                              hint="install it: apt-get install ovmf  (or run: make setup)")
+
+
+def prepare_efi_vars(dest: Path, secure_boot: bool = False) -> Path:
+    """A private, writable copy of the OVMF variable template for one machine.
+
+    Each guest gets its own copy (Debian's README.Debian): a Windows install writes its boot
+    entries there across the reboots of one run, and must never write into the shared template.
+    """
+    _code, template = find_ovmf(secure_boot)
+    dest = Path(dest)
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    tmp = dest.with_name(dest.name + ".tmp")
+    shutil.copyfile(template, tmp)
+    tmp.replace(dest)
+    return dest
+
+
+def machine_type(spec: MachineSpec) -> str:
+    """pc (i440fx: widest guest support, real IDE) for BIOS; q35 (what OVMF is built and tested for,
+    and the only one with SMM for Secure Boot) for UEFI; ``chipset`` overrides."""
+    if spec.chipset != "auto":
+        return spec.chipset
+    return "q35" if spec.firmware == "uefi" else "pc"
 
 
 def _validate(spec: MachineSpec) -> str:
@@ -114,6 +160,14 @@ def _validate(spec: MachineSpec) -> str:
             raise UsageError(f"disk {d.path}: bus must be one of {', '.join(BUSES)}, got {d.bus!r}")
         if d.media not in ("disk", "cdrom"):
             raise UsageError(f"disk {d.path}: media must be disk or cdrom, got {d.media!r}")
+    if spec.chipset not in CHIPSETS:
+        raise UsageError(f"chipset: expected one of {', '.join(CHIPSETS)}, got {spec.chipset!r}")
+    if spec.secure_boot and spec.firmware != "uefi":
+        raise UsageError("Secure Boot needs UEFI firmware", hint='set firmware = "uefi"')
+    if spec.secure_boot and machine_type(spec) != "q35":
+        raise UsageError("Secure Boot needs the q35 chipset (OVMF's Secure Boot build requires SMM)")
+    if spec.tpm not in TPMS:
+        raise UsageError(f"tpm: expected swtpm or none, got {spec.tpm!r}")
     if (spec.initrd or spec.append) and not spec.kernel:
         raise UsageError("initrd/append need a kernel")
     if spec.serial_stdio and spec.serial_log:
@@ -126,8 +180,10 @@ def _validate(spec: MachineSpec) -> str:
     return arch
 
 
-def _cpu_args(arch: str, accel: Accel) -> list[str]:
+def _cpu_args(arch: str, accel: Accel, hyperv: bool = False) -> list[str]:
     if accel.kvm:
+        if hyperv:  # replaces Accel.qemu_args()'s plain "-cpu host"
+            return ["-cpu", ",".join(("host", *HYPERV_FLAGS))]
         return []  # Accel.qemu_args() already says -cpu host
     # "max" is every feature TCG emulates. For qemu-system-i386 that includes PAE and NX (what the
     # Debian 686-pae kernel requires) and excludes long mode, so a 32-bit guest sees a 32-bit CPU.
@@ -183,8 +239,9 @@ def _disk_args(spec: MachineSpec, machine: str) -> list[str]:
 
 
 def build_command(spec: MachineSpec, qmp_socket: Path | None, *, binary: str | None = None,
-                  serial_sockets: dict[Path, Path] | None = None) -> list[str]:
-    """The QEMU command line for ``spec``; ``qmp_socket`` is where QEMU listens for QMP (None: no QMP).
+                  serial_sockets: dict[Path, Path] | None = None, tpm_socket: Path | None = None) -> list[str]:
+    """The QEMU command line for ``spec``; ``qmp_socket`` is where QEMU listens for QMP (None: no QMP);
+    ``tpm_socket`` is the control socket of the swtpm serving this machine (``spec.tpm``).
 
     A serial log named in ``serial_sockets`` goes to that unix socket instead of straight to the
     file (``QemuMachine`` listens there and writes the log with a size cap, builder.runner.serialcap).
@@ -199,17 +256,26 @@ def build_command(spec: MachineSpec, qmp_socket: Path | None, *, binary: str | N
         return ["-chardev", dev, "-serial", f"chardev:ser{n}"]
 
     arch = _validate(spec)
-    # i440fx for BIOS (widest guest support, real IDE); q35 for UEFI (what OVMF is built and tested for).
-    machine = "q35" if spec.firmware == "uefi" else "pc"
+    if spec.tpm and tpm_socket is None:
+        raise UsageError("a machine with a TPM needs the swtpm socket (QemuMachine starts swtpm)")
+    machine = machine_type(spec)
+    # Secure Boot firmware refuses to run without SMM; SMM is otherwise left at QEMU's default.
+    machine_opts = machine + (",smm=on" if spec.secure_boot else "")
+    accel_args, cpu_args = list(spec.accel.qemu_args()), _cpu_args(arch, spec.accel, spec.hyperv)
+    if cpu_args and "-cpu" in accel_args:  # one -cpu on the line, ours
+        i = accel_args.index("-cpu")
+        del accel_args[i:i + 2]
     cmd = [binary or archmod.QEMU_BINARY[arch], "-nodefaults", "-no-user-config",
            "-name", _esc(spec.name or "ironforge"),
-           "-machine", f"{machine}", *spec.accel.qemu_args(), *_cpu_args(arch, spec.accel),
+           "-machine", machine_opts, *accel_args, *cpu_args,
            "-m", str(int(spec.memory_mb)), "-smp", str(int(spec.cpus)),
            "-rtc", "base=utc"]
     if spec.sandbox:
         cmd += ["-sandbox", "on,obsolete=deny,elevateprivileges=deny,spawn=deny,resourcecontrol=deny"]
     if spec.firmware == "uefi":
-        code, pristine_vars = find_ovmf()
+        code, pristine_vars = find_ovmf(spec.secure_boot)
+        if spec.secure_boot:  # only SMM code may write the flash: what makes the keys trustworthy
+            cmd += ["-global", "driver=cfi.pflash01,property=secure,value=on"]
         cmd += ["-drive", f"if=pflash,format=raw,unit=0,readonly=on,file={_esc(str(code))}"]
         if spec.efi_vars:
             cmd += ["-drive", f"if=pflash,format=raw,unit=1,file={_esc(str(spec.efi_vars))}"]
@@ -236,6 +302,13 @@ def build_command(spec: MachineSpec, qmp_socket: Path | None, *, binary: str | N
     else:
         model = {"virtio": "virtio-net-pci", "e1000": "e1000"}[spec.nic]
         cmd += ["-netdev", "user,id=net0", "-device", f"{model},netdev=net0"]
+    if spec.tpm:
+        cmd += ["-chardev", f"socket,id=chrtpm,path={_esc(str(tpm_socket))}",
+                "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",
+                # CRB is the TPM 2.0 interface Windows 11 expects; TIS is the older one
+                "-device", "tpm-crb,tpmdev=tpm0"]
+    if spec.usb_tablet:
+        cmd += ["-device", "qemu-xhci,id=xhci", "-device", "usb-tablet,bus=xhci.0"]
     if spec.rng:
         cmd += ["-object", "rng-random,id=rng0,filename=/dev/urandom",
                 "-device", "virtio-rng-pci,rng=rng0"]
@@ -295,7 +368,10 @@ class _QMP:
         self._run(self._client.connect(str(path)), timeout)
         # collect events (SHUTDOWN, GUEST_PANICKED, …) as they come
         async def listen():
-            with self._client.listen() as listener:
+            # listener() makes and registers a new EventListener; listen() with no argument
+            # registers none, and then no event was ever collected
+            self._listen_task = asyncio.current_task()
+            with self._client.listener() as listener:
                 async for event in listener:
                     self.events.append(dict(event))
         self._listener = asyncio.run_coroutine_threadsafe(listen(), self._loop)
@@ -308,9 +384,13 @@ class _QMP:
             self._run(self._client.disconnect(), 5.0)
         except Exception:  # noqa: BLE001 - the peer may already be gone; nothing to report
             pass
-        listener = getattr(self, "_listener", None)
-        if listener is not None:
-            listener.cancel()
+        task = getattr(self, "_listen_task", None)
+        if task is not None:  # cancelled and awaited in its loop, so it is not destroyed pending
+            async def stop_listener():
+                task.cancel()
+                await asyncio.gather(task, return_exceptions=True)
+            with contextlib.suppress(Exception):
+                self._run(stop_listener(), 2.0)
         self._loop.call_soon_threadsafe(self._loop.stop)
         self._thread.join(5)
         if not self._thread.is_alive():
@@ -335,6 +415,7 @@ class QemuMachine:
         self.started_at: float | None = None
         self.serial_cap = SERIAL_LOG_CAP
         self._serial_logs: list[SerialLog] = []
+        self.swtpm: subprocess.Popen | None = None
 
     # -- lifecycle
     def __enter__(self) -> "QemuMachine":
@@ -364,6 +445,14 @@ class QemuMachine:
             self.close()
             raise
         self.command = build_command(self.spec, qmp_path, binary=binary, serial_sockets=sockets)
+        tpm_path = None
+        if self.spec.tpm:
+            try:
+                tpm_path = self._start_swtpm()
+            except BaseException:
+                self.close()
+                raise
+        self.command = build_command(self.spec, qmp_path, binary=binary, tpm_socket=tpm_path)
         log.debug("starting %s", " ".join(self.command))
         stderr_path = self._runtime / "qemu.stderr"
         with open(stderr_path, "wb") as err:
@@ -384,6 +473,31 @@ class QemuMachine:
                 self.close()
                 raise
         return self
+
+    def _start_swtpm(self, timeout: float = 15.0) -> Path:
+        """Start the swtpm that emulates this machine's TPM; it dies with the machine (close()) and,
+        via --terminate, as soon as QEMU drops its connection."""
+        from builder.host import proc
+
+        binary = tools.require("swtpm")
+        state = Path(self.spec.tpm_state) if self.spec.tpm_state else self._runtime / "tpm"
+        state.mkdir(parents=True, exist_ok=True)
+        sock = self._runtime / "swtpm.sock"
+        log_path = self._runtime / "swtpm.log"
+        with open(log_path, "wb") as out:
+            self.swtpm = proc.spawn([binary, "socket", "--tpm2", "--tpmstate", f"dir={state}",
+                                     "--ctrl", f"type=unixio,path={sock}", "--terminate",
+                                     "--log", f"file={log_path},level=1"],
+                                    stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+        deadline = time.monotonic() + timeout
+        while not sock.exists():
+            if self.swtpm.poll() is not None:
+                text = log_path.read_text(errors="replace")[-2000:].strip()
+                raise BuildError(f"swtpm exited at start (code {self.swtpm.returncode}): {text or 'no output'}")
+            if time.monotonic() > deadline:
+                raise BuildError(f"swtpm did not open its socket within {timeout:.0f} s")
+            time.sleep(0.02)
+        return sock
 
     def _connect_qmp(self, path: Path, timeout: float = 30.0) -> None:
         deadline = time.monotonic() + timeout
@@ -407,6 +521,12 @@ class QemuMachine:
         try:
             self.kill()
         finally:
+            swtpm = getattr(self, "swtpm", None)
+            if swtpm is not None:
+                from builder.host.proc import kill_group
+
+                kill_group(swtpm)
+                self.swtpm = None
             for sl in self._serial_logs:
                 sl.close()
             self._serial_logs = []

@@ -28,7 +28,7 @@ from builder import qemu_img
 from builder.errors import BootFailure, IronforgeError, UsageError, VerifyError
 from builder.host.accel import Accel, choose
 from builder.image.probe import DEFAULT_MAX_VIRTUAL_SIZE, probe
-from builder.runner.checks import DEFAULT_CHECKS, CheckResult, run_checks
+from builder.runner.checks import DEFAULT_CHECKS, WINDOWS_CHECKS, CheckResult, run_checks
 from builder.runner.machine import Disk, MachineSpec, QemuMachine
 from builder.runner.waiter import READY, SerialFollower, WatchConfig, watch
 
@@ -54,6 +54,9 @@ class VerifyTarget:
     append: str | None = None
     inject: bool = True
     max_virtual_size: int = DEFAULT_MAX_VIRTUAL_SIZE
+    # Windows guests (found by inspection when injecting):
+    disk_bus: str = "virtio-blk"      # the bus the image's drivers are for: virtio-blk | virtio-scsi
+    build: str | None = None          # expected CurrentBuildNumber; None: what the disk's hive says
 
     @property
     def label(self) -> str:
@@ -139,6 +142,7 @@ def verify_image(target: VerifyTarget, out_dir: Path, *, accel: Accel | None = N
     expected_arch = archmod.normalise(target.arch) if target.arch else None
     firmware = target.firmware
     inject_seconds = None
+    os_type, checks, expected_build = "linux", list(target.checks), target.build
     try:
         overlay = work / "overlay.qcow2"
         qemu_img.overlay(image, overlay, f"verify {target.label}: overlay", backing_format=info.format)
@@ -154,18 +158,40 @@ def verify_image(target: VerifyTarget, out_dir: Path, *, accel: Accel | None = N
             expected_arch = expected_arch or found
             if firmware == "auto":
                 firmware = facts.firmware
+            os_type = facts.os_type
+            if os_type == "windows":
+                expected_build = expected_build or facts.build
+                if tuple(checks) == DEFAULT_CHECKS:      # nobody chose: the Windows checks
+                    checks = list(WINDOWS_CHECKS)
+                wrong = [c for c in checks if c not in WINDOWS_CHECKS]
+                if wrong:
+                    raise UsageError(f"{target.label}: check(s) {', '.join(wrong)} do not apply to a Windows "
+                                     f"guest (Windows checks: {', '.join(WINDOWS_CHECKS)})")
         if firmware == "auto":
             firmware = "bios"
         if not expected_arch:
             raise UsageError(f"{target.label}: unknown architecture; say which (x86_64 or i686)")
         nonce = secrets.token_hex(8)
-        spec = MachineSpec(arch=expected_arch, accel=accel, memory_mb=target.memory_mb, cpus=target.cpus,
-                           firmware=firmware, disks=(Disk(overlay, "qcow2", "virtio"),), nic="virtio",
-                           kernel=target.kernel, initrd=target.initrd, append=target.append,
-                           serial_log=serial, fw_cfg={"nonce": nonce},
-                           smbios_oem_strings=(f"ironforge.nonce={nonce}",),
-                           name=f"ironforge-verify-{_safe_name(target.label)}")
-        cfg = WatchConfig(nonce=nonce, timeout=target.timeout, stall=target.stall, kvm=accel.kvm)
+        if os_type == "windows":
+            from builder.windows import machine as winmachine
+
+            # Windows needs 2 GiB to boot comfortably; it may reboot once (driver installation at first
+            # boot), and prints nothing on COM1 before the probe, so console silence is no stall
+            wm = winmachine.WindowsMachine(arch=expected_arch, firmware=firmware, disk_bus=target.disk_bus,
+                                           memory_mb=max(target.memory_mb, 2048), cpus=max(target.cpus, 2))
+            spec = winmachine.spec(wm, accel, system_disk=overlay, serial_log=serial,
+                                   fw_cfg={"nonce": nonce}, smbios_oem_strings=(f"ironforge.nonce={nonce}",),
+                                   name=f"ironforge-verify-{_safe_name(target.label)}")
+            stall = target.timeout
+        else:
+            spec = MachineSpec(arch=expected_arch, accel=accel, memory_mb=target.memory_mb, cpus=target.cpus,
+                               firmware=firmware, disks=(Disk(overlay, "qcow2", "virtio"),), nic="virtio",
+                               kernel=target.kernel, initrd=target.initrd, append=target.append,
+                               serial_log=serial, fw_cfg={"nonce": nonce},
+                               smbios_oem_strings=(f"ironforge.nonce={nonce}",),
+                               name=f"ironforge-verify-{_safe_name(target.label)}")
+            stall = target.stall
+        cfg = WatchConfig(nonce=nonce, timeout=target.timeout, stall=stall, kvm=accel.kvm)
         shot = None
         log.info("verify %s: booting %s %s guest under %s", target.label, expected_arch, firmware,
                  accel.mode.upper())
@@ -200,7 +226,8 @@ def verify_image(target: VerifyTarget, out_dir: Path, *, accel: Accel | None = N
             marker = outcome.marker
             result.marker = dict(marker.fields)
             result.guest_uptime = marker.uptime
-            result.checks = run_checks(marker, list(target.checks), expected_arch)
+            result.checks = run_checks(marker, checks, expected_arch, expected_build=expected_build,
+                                       disk_bus=target.disk_bus)
             bad = [c for c in result.checks if not c.ok]
             if bad:
                 result.status, result.reason = FAILED, "checks"

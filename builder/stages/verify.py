@@ -24,12 +24,16 @@ from builder.stage import Artifact, Output, StageContext, StageDef
 def target_for(r, image: Path, opts: dict | None = None) -> VerifyTarget:
     """What verifying ``image`` built from recipe ``r`` means; CLI knobs in ``opts`` win."""
     opts = opts or {}
+    windows = r.family == "windows"
     return VerifyTarget(
         image=image, name=r.name, arch=r.arch, firmware=r.get("firmware") or "bios",
         memory_mb=int(r.get("verify.memory") or 1024), cpus=int(r.get("verify.cpus") or 1),
-        timeout=float(opts.get("verify_timeout") or r.get("verify.timeout") or 900),
+        # a Windows first boot under TCG takes many minutes before the probe runs
+        timeout=float(opts.get("verify_timeout") or r.get("verify.timeout") or (3600 if windows else 900)),
         stall=float(opts.get("verify_stall") or r.get("verify.stall") or 300),
-        checks=tuple(resolve_checks(r.get("verify.checks"), opts.get("verify_checks") or ())))
+        checks=tuple(resolve_checks(r.get("verify.checks"), opts.get("verify_checks") or (),
+                                    family=r.family)),
+        disk_bus=r.get("windows.disk_bus", "virtio-blk") if windows else "virtio-blk")
 
 
 def _keep_evidence(ctx: StageContext, result: VerifyResult, workdir: Path) -> Path:
@@ -65,6 +69,6 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     return Output(files={"serial": "serial.log", "junit": "junit.xml"}, data=data)
 
 
-STAGE = StageDef(name="verify", version=1, reads=("verify", "arch", "firmware"), inputs=("export",), run=run,
+STAGE = StageDef(name="verify", version=2, reads=("verify", "arch", "firmware", "windows.disk_bus"), inputs=("export",), run=run,
                  tools=("qemu-system-x86_64", "qemu-img", "libguestfs"),
                  doc="Boot a throw-away overlay of the image with an injected probe; prove it reaches running.")
