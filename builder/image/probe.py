@@ -15,12 +15,11 @@ crafted to make ``qemu-img`` burn CPU or memory. So:
 from __future__ import annotations
 
 import json
-import resource
-import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from builder.errors import UnsafeImageError
+from builder.errors import ToolTimeout, UnsafeImageError
+from builder.host.proc import Limits, run
 from builder.host.tools import require
 
 DEFAULT_MAX_VIRTUAL_SIZE = 2 << 40      # 2 TiB
@@ -46,14 +45,6 @@ class ImageInfo:
                 "actual_size": self.actual_size}
 
 
-def _limits(cpu: int, address_space: int):
-    def apply():
-        resource.setrlimit(resource.RLIMIT_CPU, (cpu, cpu))
-        resource.setrlimit(resource.RLIMIT_AS, (address_space, address_space))
-        resource.setrlimit(resource.RLIMIT_CORE, (0, 0))
-    return apply
-
-
 def _human(n: int) -> str:
     for unit in ("B", "KiB", "MiB", "GiB", "TiB", "PiB"):
         if n < 1024 or unit == "PiB":
@@ -63,13 +54,17 @@ def _human(n: int) -> str:
 
 
 def run_qemu_img_info(path: Path, *, cpu_seconds: int = CPU_SECONDS, address_space: int = ADDRESS_SPACE,
-                      timeout: float = WALL_SECONDS) -> dict:
-    """``qemu-img info --output=json`` on ``path`` under rlimits; the parsed JSON."""
-    cmd = [require("qemu-img"), "info", "--output=json", "-U", str(path)]
+                      timeout: float = WALL_SECONDS, fmt: str | None = None) -> dict:
+    """``qemu-img info --output=json`` on ``path`` under rlimits; the parsed JSON.
+
+    With ``fmt`` qemu does not probe: it reads the file as that format (converters pass the
+    format their own header parsers found, then cross-check what qemu reports)."""
+    cmd = [require("qemu-img"), "info", "--output=json", "-U"] + (["-f", fmt] if fmt else []) \
+        + [str(Path(path).absolute())]   # absolute: a name like "nbd:x" is never a protocol
     try:
-        proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout, stdin=subprocess.DEVNULL,
-                              preexec_fn=_limits(cpu_seconds, address_space))
-    except subprocess.TimeoutExpired:
+        proc = run(cmd, what=f"qemu-img info {path}", timeout=timeout, check=False,
+                   limits=Limits(cpu_seconds=cpu_seconds, address_space=address_space))
+    except ToolTimeout:
         raise UnsafeImageError(f"{path}: qemu-img info did not finish within {timeout:.0f} s",
                                hint="the image header may be crafted to stall readers; do not use it") from None
     if proc.returncode != 0:
@@ -85,15 +80,19 @@ def run_qemu_img_info(path: Path, *, cpu_seconds: int = CPU_SECONDS, address_spa
 
 
 def probe(path: Path | str, *, max_virtual_size: int = DEFAULT_MAX_VIRTUAL_SIZE,
-          allow_formats: tuple[str, ...] = ACCEPTED) -> ImageInfo:
-    """Inspect an untrusted image safely; refuse anything that would reach outside it."""
+          allow_formats: tuple[str, ...] = ACCEPTED, fmt: str | None = None,
+          allowed_files: tuple[Path, ...] = ()) -> ImageInfo:
+    """Inspect an untrusted image safely; refuse anything that would reach outside it.
+
+    ``fmt``: read it as this format (no probing). ``allowed_files``: other files a vmdk
+    descriptor may use as extents (already confined to the input's folder by the caller)."""
     path = Path(path)
     if not path.exists():
         raise UnsafeImageError(f"{path}: no such file")
     if not path.is_file():
         # a block device or FIFO is not an image file we should read from
         raise UnsafeImageError(f"{path}: not a regular file")
-    info = run_qemu_img_info(path)
+    info = run_qemu_img_info(path, fmt=fmt)
     fmt = info.get("format")
     if info.get("backing-filename") or info.get("full-backing-filename") or info.get("backing-image"):
         raise UnsafeImageError(
@@ -112,7 +111,8 @@ def probe(path: Path | str, *, max_virtual_size: int = DEFAULT_MAX_VIRTUAL_SIZE,
         # A monolithic vmdk may list extents in other files: those would be read from this host too.
         extents = ((info.get("format-specific") or {}).get("data") or {}).get("extents") or []
         names = {Path(e.get("filename", "")).resolve() for e in extents}
-        if any(n != path.resolve() for n in names):
+        allowed = {path.resolve(), *(Path(f).resolve() for f in allowed_files)}
+        if not names <= allowed:
             raise UnsafeImageError(f"{path}: a vmdk descriptor whose extents live in other files",
                                    hint="pass a monolithic (single-file) vmdk")
     vsize = int(info.get("virtual-size") or 0)
