@@ -38,7 +38,7 @@ def extract_ova(path: Path, dest: Path, caps: Caps = OVA) -> TarReport:
             mode = zi.external_attr >> 16
             if stat.S_ISLNK(mode):
                 refuse(path, f"zip member {name!r} is a symlink; an OVA holds only plain files")
-            if mode and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
+            if stat.S_IFMT(mode) and not (stat.S_ISREG(mode) or stat.S_ISDIR(mode)):
                 refuse(path, f"zip member {name!r} is not a plain file")
             if zi.flag_bits & 0x1:
                 refuse(path, f"zip member {name!r} is encrypted")
