@@ -164,3 +164,33 @@ def test_qemu_never_probes_a_raw_file_holding_a_qcow2_header(tmp_path):
     planted = tmp_path / "guest.img"
     planted.write_bytes(h.read_bytes() + b"\0" * (1 << 20))
     _refused(planted, "backing file")
+
+
+def test_vhdx_differencing_refused(good, tmp_path):
+    """HasParent set in the File Parameters item (qemu-img cannot make a differencing VHDX)."""
+    import uuid
+    from converters.disk import vhdx
+    src = good[("vhdx", None)]
+    meta_off, _ = vhdx._metadata_region(src)
+    b = bytearray(src.read_bytes())
+    count = struct.unpack("<H", b[meta_off + 10:meta_off + 12])[0]
+    for i in range(count):
+        e = meta_off + 32 + 32 * i
+        if uuid.UUID(bytes_le=bytes(b[e:e + 16])) == vhdx.FILE_PARAMETERS:
+            item = meta_off + struct.unpack("<I", b[e + 16:e + 20])[0]
+            flags = struct.unpack("<I", b[item + 4:item + 8])[0] | vhdx.HAS_PARENT
+            b[item + 4:item + 8] = struct.pack("<I", flags)
+    (tmp_path / "diff.vhdx").write_bytes(b)
+    _refused(tmp_path / "diff.vhdx", "differencing disk")
+
+
+def test_sparse_vmdk_whose_embedded_descriptor_names_a_flat_extent_refused(good, tmp_path):
+    src = good[("vmdk", None)]
+    b = bytearray(src.read_bytes())
+    desc_off = struct.unpack("<Q", b[28:36])[0] * 512
+    text = bytes(b[desc_off:desc_off + 1024])
+    patched = text.replace(b'SPARSE "', b'FLAT   "', 1)
+    assert patched != text
+    b[desc_off:desc_off + 1024] = patched
+    (tmp_path / "e.vmdk").write_bytes(b)
+    _refused(tmp_path / "e.vmdk", "FLAT extent")

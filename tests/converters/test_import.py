@@ -130,3 +130,22 @@ def test_pins_change_when_the_source_changes(good, tmp_path):
     before = import_.pins(ctx)
     S.qimg("resize", "-q", "-f", "qcow2", p, "32M")
     assert import_.pins(ctx) != before
+
+
+@pytest.mark.slow
+def test_real_inputs_named_by_the_environment(tmp_path):
+    """Real foreign VMs (an OVA exported by vSphere, a Hyper-V vhdx…), when
+    IRONFORGE_TEST_CONVERT_INPUTS names them (':'-separated); each imports, disk by disk identical."""
+    import os
+    names = [p for p in os.environ.get("IRONFORGE_TEST_CONVERT_INPUTS", "").split(":") if p]
+    if not names:
+        pytest.skip("IRONFORGE_TEST_CONVERT_INPUTS names no real inputs")
+    from pathlib import Path
+    for n in names:
+        ctx, out = _import(tmp_path, [Path(n)])
+        if out.data["kind"] == "rootfs":
+            assert (ctx.workdir / "rootfs.tar").stat().st_size > 0
+            continue
+        for d in out.data["disks"]:
+            if out.data["kind"] != "ova" or Path(d["source"]).exists():
+                assert S.same_contents(Path(d["source"]), d["format"], ctx.workdir / d["file"])
