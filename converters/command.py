@@ -8,6 +8,7 @@ NotImplementedYet (exit 2) naming the stages still missing — or exits 0 with `
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 import shutil
 import tempfile
@@ -16,6 +17,7 @@ from pathlib import Path
 from builder import pipeline
 from builder.recipe import Recipe, canonical_json, validate
 from builder.errors import RecipeError
+from converters.archive import tarsafe
 from converters.source import open_source
 
 LATER = tuple(s for s in pipeline.CONVERT_STAGES if s not in pipeline.CONVERT_MODULES) + ("verify",)
@@ -53,7 +55,12 @@ def dry_run(srcs: list[Path], name: str | None) -> dict:
         shutil.rmtree(tmp, ignore_errors=True)
     steps = []
     if src.kind == "rootfs":
-        steps.append(f"import: re-write the root filesystem {src.rootfs} through our tar reader into rootfs.tar")
+        # every member rule checked, the clean tar thrown away
+        rep = (tarsafe.rootfs_from_dir(src.rootfs, Path(os.devnull)) if src.rootfs.is_dir()
+               else tarsafe.sanitize_rootfs(src.rootfs, Path(os.devnull)))
+        steps.append(f"import: re-write the root filesystem {src.rootfs} through our tar reader into rootfs.tar "
+                     f"({rep.members} members, {len(rep.skipped)} skipped)")
+        steps += [f"  skip {s}" for s in rep.skipped[:20]]
     else:
         for i, d in enumerate(src.vm.disks):
             steps.append(f"import: qemu-img convert -f {d.format} -O qcow2 {d.path.name} -> disk{i}.qcow2 "

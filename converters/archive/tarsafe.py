@@ -64,12 +64,15 @@ class _Rules:
     def __init__(self, where: Path, caps: Caps):
         self.where, self.caps = where, caps
         self.seen: dict[str, bytes] = {}     # name -> latest type
+        self.count = 0
 
     def check(self, e: tarread.Entry) -> str:
-        self.count = getattr(self, "count", 0) + 1
+        self.count += 1
         if self.count > self.caps.max_members:
             refuse(self.where, f"archive has more than {self.caps.max_members} members")
         name = member_name(e.name, self.where)
+        if not name and e.type != tarread.DIR:
+            refuse(self.where, f"archive member {e.name!r} names the archive's root but is not a folder")
         if e.size > self.caps.max_member:
             refuse(self.where, f"archive member {name!r} is {e.size} bytes, beyond {self.caps.max_member}")
         parent = PurePosixPath(name).parent

@@ -74,3 +74,18 @@ def test_convert_recipe_method(good, tmp_path):
     stages = json.loads(r.stdout)[0]["stages"]
     assert [s["stage"] for s in stages][:2] == ["import", "inspect"]
     assert all(not s["hit"] for s in stages)
+
+
+def test_dry_run_of_a_container_checks_every_member(tmp_path):
+    import tarfile
+    ok = S.tar_with(tmp_path / "ct.tar.xz", [(S.member("./etc", tarfile.DIRTYPE), None),
+                                             (S.member("./etc/hostname"), b"ct\n"),
+                                             (S.member("./dev/null", tarfile.CHRTYPE), None)], "w:xz")
+    r = cli("convert", "--dry-run", ok, cache=tmp_path / "cache")
+    assert r.returncode == 0, r.stderr
+    assert "rootfs" in r.stdout and "skip dev/null: character device" in r.stdout
+    bad = S.tar_with(tmp_path / "bad.tar", [(S.member("./etc", tarfile.DIRTYPE), None),
+                                            (S.member("./etc/x", tarfile.LNKTYPE, "/etc/shadow"), None)])
+    r = cli("convert", "--dry-run", bad, cache=tmp_path / "cache")
+    assert r.returncode == 1 and "absolute name" in r.stderr
+    assert not (tmp_path / "cache").exists()
