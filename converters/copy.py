@@ -23,5 +23,5 @@ def to_qcow2(disk: SourceDisk, dst: Path) -> Path:
     run([require("qemu-img"), "convert", "-q", "-f", disk.format, "-O", "qcow2",
          str(Path(disk.path).absolute()), str(dst.absolute())],
         what=f"qemu-img convert {disk.path.name} ({disk.format} -> qcow2)", timeout=timeout_for(size),
-        limits=Limits(address_space=ADDRESS_SPACE, file_size=max(size * 2, 1 << 30) + (64 << 20)))
+        limits=Limits(address_space=ADDRESS_SPACE, file_size=max(size * 2, 1 << 30) + (64 << 20), core_size=0))
     return dst

@@ -29,6 +29,7 @@ class Limits:
     cpu_seconds: int | None = None
     address_space: int | None = None     # bytes
     file_size: int | None = None         # bytes a child may write to one file
+    core_size: int | None = None         # 0: a tool crashed by a crafted input leaves no core file
 
 
 def _libc():
@@ -66,6 +67,8 @@ def child_setup(limits: Limits | None = None, parent_pid: int | None = None) -> 
                 resource.setrlimit(resource.RLIMIT_AS, (limits.address_space, limits.address_space))
             if limits.file_size is not None:
                 resource.setrlimit(resource.RLIMIT_FSIZE, (limits.file_size, limits.file_size))
+            if limits.core_size is not None:
+                resource.setrlimit(resource.RLIMIT_CORE, (limits.core_size, limits.core_size))
     return setup
 
 

@@ -63,7 +63,7 @@ def run_qemu_img_info(path: Path, *, cpu_seconds: int = CPU_SECONDS, address_spa
         + [str(Path(path).absolute())]   # absolute: a name like "nbd:x" is never a protocol
     try:
         proc = run(cmd, what=f"qemu-img info {path}", timeout=timeout, check=False,
-                   limits=Limits(cpu_seconds=cpu_seconds, address_space=address_space))
+                   limits=Limits(cpu_seconds=cpu_seconds, address_space=address_space, core_size=0))
     except ToolTimeout:
         raise UnsafeImageError(f"{path}: qemu-img info did not finish within {timeout:.0f} s",
                                hint="the image header may be crafted to stall readers; do not use it") from None
