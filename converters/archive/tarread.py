@@ -11,6 +11,7 @@ from __future__ import annotations
 import bz2
 import gzip
 import lzma
+import zlib
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import BinaryIO, Iterator
@@ -69,8 +70,18 @@ def _str(field_: bytes) -> str:
     return field_.split(b"\x00", 1)[0].decode("utf-8", "surrogateescape")
 
 
+_STREAM_ERRORS = (OSError, EOFError, lzma.LZMAError, zlib.error, ValueError)
+
+
+def _read(f: BinaryIO, n: int, where: Path) -> bytes:
+    try:
+        return f.read(n)
+    except _STREAM_ERRORS as exc:
+        refuse(where, f"corrupt compressed archive ({type(exc).__name__}: {exc})")
+
+
 def _read_exact(f: BinaryIO, n: int, where: Path) -> bytes:
-    buf = f.read(n)
+    buf = _read(f, n, where)
     if len(buf) != n:
         refuse(where, "truncated tar archive")
     return buf
@@ -119,7 +130,7 @@ class TarReader:
         while True:
             if self._left or self._pad:
                 self.skip_data()
-            hdr = self.f.read(BLOCK)
+            hdr = _read(self.f, BLOCK, self.where)
             if len(hdr) < BLOCK:
                 if zeros or not hdr:
                     return              # tolerate a missing second zero block

@@ -6,6 +6,7 @@ from __future__ import annotations
 import os
 import stat
 import zipfile
+import zlib
 from pathlib import Path, PurePosixPath
 
 from converters.archive.caps import OVA, Caps
@@ -60,12 +61,15 @@ def extract_ova(path: Path, dest: Path, caps: Caps = OVA) -> TarReport:
             _mkdirs(dest, str(PurePosixPath(name).parent))
             fd = os.open(dest / name, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
             written = 0
-            with os.fdopen(fd, "wb") as out, zf.open(zi) as src:
-                while buf := src.read(1 << 20):
-                    written += len(buf)
-                    if written > zi.file_size:   # the central directory lied about the size
-                        refuse(path, f"zip member {name!r} inflates beyond its declared size")
-                    out.write(buf)
+            try:
+                with os.fdopen(fd, "wb") as out, zf.open(zi) as src:
+                    while buf := src.read(1 << 20):
+                        written += len(buf)
+                        if written > zi.file_size:   # the central directory lied about the size
+                            refuse(path, f"zip member {name!r} inflates beyond its declared size")
+                        out.write(buf)
+            except (zipfile.BadZipFile, zlib.error, EOFError, NotImplementedError) as exc:
+                refuse(path, f"zip member {name!r} is corrupt ({exc})")
             rep.files.append(name)
             rep.bytes += written
             rep.members += 1

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import stat
+import struct
 from pathlib import Path
 
 from converters.disk import parallels, qcow2, vdi, vhd, vhdx, vmdk
@@ -17,7 +18,15 @@ NAMED_FORMATS = {".qcow2": "qcow2", ".qcow": "qcow2", ".img.qcow2": "qcow2", ".v
 
 
 def detect(path: Path) -> DiskHeader:
-    path = Path(path)
+    """The format and every file qemu would open for ``path``; refuses what it must not open."""
+    try:
+        return _detect(Path(path))
+    except (struct.error, IndexError, ValueError, UnicodeError) as exc:
+        # a header cut short or with nonsense fields: never a reason to let qemu guess
+        refuse(path, f"truncated or malformed disk header ({type(exc).__name__}: {exc})")
+
+
+def _detect(path: Path) -> DiskHeader:
     if looks_like_protocol(path.name):
         refuse(path, f"file name {path.name!r} looks like a qemu protocol string",
                hint="rename the file (json:, nbd:, http: … names are parsed by qemu as drivers)")

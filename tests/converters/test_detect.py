@@ -194,3 +194,10 @@ def test_sparse_vmdk_whose_embedded_descriptor_names_a_flat_extent_refused(good,
     b[desc_off:desc_off + 1024] = patched
     (tmp_path / "e.vmdk").write_bytes(b)
     _refused(tmp_path / "e.vmdk", "FLAT extent")
+
+
+def test_truncated_dynamic_vhd_refused_not_crashed(good, tmp_path):
+    b = good[("vpc", "dynamic")].read_bytes()
+    (tmp_path / "cut.vhd").write_bytes(b[:512 + 600])
+    with pytest.raises(UnsafeImageError, match="refused"):
+        detect(tmp_path / "cut.vhd")

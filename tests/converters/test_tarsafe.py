@@ -131,3 +131,12 @@ def test_rootfs_folder_walk_keeps_links_and_skips_nothing_regular(tmp_path):
         got = {m.name: m for m in t.getmembers()}
     assert got["./etc/mtab"].issym() and got["./etc/mtab"].linkname == "/proc/self/mounts"
     assert rep.files == ["etc/hostname"]
+
+
+def test_corrupt_compressed_stream_refused_with_a_reason(tmp_path):
+    tar = S.tar_with(tmp_path / "c.tar.gz", [(S.member(f"f{i}"), bytes(range(256)) * 400) for i in range(3)], "w:gz")
+    b = bytearray(tar.read_bytes())
+    b[len(b) // 2:len(b) // 2 + 64] = b"\xff" * 64
+    tar.write_bytes(b)
+    with pytest.raises(UnsafeImageError, match="corrupt compressed archive|checksum"):
+        tarsafe.extract_ova(tar, tmp_path / "d")
