@@ -12,11 +12,12 @@ from converters.refuse import refuse
 
 
 def open_ova(src: Path, private: Path) -> SourceVM:
-    """``private``: an empty folder of ours where an archive is unpacked (unused for folders)."""
+    """``private``: an empty folder of ours: an archive is unpacked into ``unpacked/``, gzip disk
+    files are inflated into ``inflated/`` (so no member can pre-empt an inflated name)."""
     if src.is_dir():
         base = src
     else:
-        base = private
+        base = private / "unpacked"
         if zipsafe.is_zip(src):
             zipsafe.extract_ova(src, base)
         else:
@@ -32,6 +33,6 @@ def open_ova(src: Path, private: Path) -> SourceVM:
         notes += mf_notes + [f"{mf.name}: {len(verified)} digests verified"]
     if not mfs:
         notes.append("no .mf manifest: nothing to verify the files against")
-    vm = ovf.parse(ovfs[0], top)
+    vm = ovf.parse(ovfs[0], top, scratch=private / "inflated")
     vm.notes.extend(notes)
     return vm

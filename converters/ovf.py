@@ -7,6 +7,9 @@ entities are refused (converters.safexml); IDs are matched in Python, never put 
 
 from __future__ import annotations
 
+import gzip
+import os
+import zlib
 from pathlib import Path
 from xml.etree.ElementTree import Element
 
@@ -15,7 +18,7 @@ from converters.disk.check import safe_disk
 from converters.model import Nic, SourceDisk, SourceVM
 from converters.paths import inside
 from converters.refuse import refuse
-from converters.units import to_mib
+from converters.units import to_mib, unit_bytes
 
 RT_CPU, RT_MEMORY, RT_IDE, RT_SCSI, RT_NIC, RT_DISK, RT_SATA = "3", "4", "5", "6", "10", "17", "20"
 BUS = {RT_IDE: "ide", RT_SCSI: "scsi", RT_SATA: "sata"}
@@ -32,7 +35,8 @@ def _items(vhs: Element) -> list[dict[str, str]]:
     return out
 
 
-def parse(ovf: Path, base: Path, *, check_disks: bool = True) -> SourceVM:
+def parse(ovf: Path, base: Path, *, check_disks: bool = True, scratch: Path | None = None) -> SourceVM:
+    """``scratch``: a folder of ours where gzip-compressed disk files are inflated."""
     root = safexml.parse(ovf, "OVF descriptor")
     if root.tag != "Envelope":
         refuse(ovf, f"root element <{root.tag}> is not an OVF Envelope")
@@ -80,7 +84,7 @@ def parse(ovf: Path, base: Path, *, check_disks: bool = True) -> SourceVM:
     for i in items:
         rt = i.get("ResourceType")
         if rt == RT_DISK:
-            disks.append(_disk(i, ovf, base, files, disks_by_id, by_id, check_disks))
+            disks.append(_disk(i, ovf, base, files, disks_by_id, by_id, check_disks, scratch))
         elif rt == RT_NIC:
             nics.append(Nic(mac=(i.get("Address") or None), model=i.get("ResourceSubType") or None,
                             network=i.get("Connection") or None))
@@ -101,7 +105,7 @@ def _int(v: str | None, ovf: Path, what: str) -> int:
 
 
 def _disk(item: dict, ovf: Path, base: Path, files: dict, disks_by_id: dict, by_id: dict,
-          check_disks: bool) -> SourceDisk:
+          check_disks: bool, scratch: Path | None) -> SourceDisk:
     res = item.get("HostResource", "")
     disk_id = res.rsplit("/", 1)[-1] if res.startswith(("ovf:/disk/", "/disk/")) else None
     if disk_id is None or disk_id not in disks_by_id:
@@ -110,16 +114,52 @@ def _disk(item: dict, ovf: Path, base: Path, files: dict, disks_by_id: dict, by_
     f = files.get(ref)
     if f is None:
         refuse(ovf, f"Disk {disk_id!r} names File {ref!r}, which References does not list")
-    if f.get("compression") or f.get("chunkSize"):
-        refuse(ovf, f"File {f.get('href')!r} is compressed or chunked in the OVF; not supported yet",
-               hint="export the OVA without ovf:compression / ovf:chunkSize")
+    if f.get("chunkSize"):
+        refuse(ovf, f"File {f.get('href')!r} is chunked (ovf:chunkSize); not supported yet",
+               hint="export the OVA without ovf:chunkSize")
     href = f.get("href") or ""
     path = inside(base, href, ovf, "OVF File href")
     if not path.is_file():
         refuse(ovf, f"OVF File href {href!r} is not in the OVA")
+    compression = (f.get("compression") or "identity").lower()
+    if compression == "gzip":
+        path = _gunzip(path, ovf, scratch, _capacity(disks_by_id[disk_id], ovf))
+    elif compression != "identity":
+        refuse(ovf, f"File {href!r} uses ovf:compression={compression!r}; only gzip is understood")
     parent = by_id.get(item.get("Parent"), {})
     bus = BUS.get(parent.get("ResourceType", ""))
     controller = parent.get("ResourceSubType") or None
     if not check_disks:
         return SourceDisk(path=path, format="?", bus=bus, controller=controller)
     return safe_disk(path, bus=bus, controller=controller)
+
+
+def _capacity(disk: Element, ovf: Path) -> int:
+    units = disk.get("capacityAllocationUnits") or "byte"
+    per = unit_bytes(units)
+    cap = _int(disk.get("capacity"), ovf, "Disk capacity")
+    if per is None:
+        refuse(ovf, f"Disk capacityAllocationUnits {units!r} not understood")
+    return cap * per
+
+
+def _gunzip(src: Path, ovf: Path, scratch: Path | None, capacity: int) -> Path:
+    """Inflate a gzip disk file into ``scratch``; more than the disk's capacity (plus room for a
+    format's metadata) is a gzip bomb, refused as soon as it is reached."""
+    if scratch is None:
+        refuse(ovf, f"{src.name} is gzip-compressed and there is no private folder to inflate it into")
+    limit = capacity + (64 << 20)
+    scratch.mkdir(parents=True, exist_ok=True)
+    dst = scratch / (src.name[:-3] if src.name.endswith(".gz") else src.name)
+    written = 0
+    fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_CLOEXEC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as out, gzip.open(src, "rb") as inp:
+            while buf := inp.read(1 << 20):
+                written += len(buf)
+                if written > limit:
+                    refuse(ovf, f"{src.name} inflates beyond its disk's capacity ({capacity} bytes): a gzip bomb")
+                out.write(buf)
+    except (OSError, EOFError, zlib.error) as exc:
+        refuse(ovf, f"{src.name}: corrupt gzip stream ({exc})")
+    return dst

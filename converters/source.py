@@ -98,8 +98,8 @@ def open_source(srcs: list[Path], private: Path, name: str | None = None) -> Sou
         image, fmt = ploop.image_of(main)
         vm = default_vm(name or main.parent.name or main.name, [safe_disk(image, fmt=fmt)], origin="ploop")
     elif kind == "ova":
-        vm = ovf.parse(main, main.parent) if main.is_file() and main.name.lower().endswith(".ovf") \
-            else ova.open_ova(main, private)
+        vm = ovf.parse(main, main.parent, scratch=private / "inflated") \
+            if main.is_file() and main.name.lower().endswith(".ovf") else ova.open_ova(main, private)
     elif kind == "vmx":
         vm = vmx.parse(main)
     else:

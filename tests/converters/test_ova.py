@@ -124,3 +124,27 @@ def test_two_ovfs_refused(ova_folder, tmp_path):
     shutil.copy(f / "guest.ovf", f / "other.ovf")
     with pytest.raises(UnsafeImageError, match="exactly one .ovf"):
         open_ova(S.pack_tar(f, tmp_path / "two.ova"), tmp_path / "p")
+
+
+def _gz_ova(tmp_path, good, payload: bytes | None = None):
+    import gzip
+    disk = tmp_path / "d.vmdk"
+    shutil.copy(good[("vmdk", "streamOptimized")], disk)
+    f = S.write_ova_folder(tmp_path / "o", [disk], mf_algo=None, hrefs=["d.vmdk.gz"])
+    (f / "d.vmdk.gz").write_bytes(gzip.compress(payload if payload is not None else disk.read_bytes()))
+    (f / "d.vmdk").unlink()
+    ovf = f / "guest.ovf"
+    # capacity 16 × 2^20 bytes (the template's units): the inflation limit
+    ovf.write_text(ovf.read_text().replace('ovf:href="d.vmdk.gz"', 'ovf:href="d.vmdk.gz" ovf:compression="gzip"'))
+    return S.pack_tar(f, tmp_path / "gz.ova")
+
+
+def test_gzip_compressed_disk_reference_is_inflated_privately(good, tmp_path):
+    vm = open_ova(_gz_ova(tmp_path, good), tmp_path / "p")
+    assert vm.disks[0].path == tmp_path / "p" / "inflated" / "d.vmdk"
+    assert vm.disks[0].path.read_bytes() == good[("vmdk", "streamOptimized")].read_bytes()
+
+
+def test_gzip_bomb_disk_reference_refused(good, tmp_path):
+    with pytest.raises(UnsafeImageError, match="gzip bomb"):
+        open_ova(_gz_ova(tmp_path, good, payload=b"\0" * (96 << 20)), tmp_path / "p")
