@@ -69,7 +69,9 @@ def pins(ctx: StageContext) -> dict[str, Any]:
     if not ctx.options.get("convert_sources") and r.get("source.image.url", None):
         return {"sha256": r.get("source.image.sha256")}
     srcs = sources(ctx)
-    return {"sources": [{"path": str(p.absolute()), **_fingerprint(p)} for p in srcs if p.exists()]}
+    # --name lands in the SourceVM facts, so it is part of what this stage made
+    return {"sources": [{"path": str(p.absolute()), **_fingerprint(p)} for p in srcs if p.exists()],
+            "name": ctx.options.get("convert_name")}
 
 
 def _verify_sha256(ctx: StageContext, src: Path) -> None:

@@ -149,3 +149,9 @@ def test_real_inputs_named_by_the_environment(tmp_path):
         for d in out.data["disks"]:
             if out.data["kind"] != "ova" or Path(d["source"]).exists():
                 assert S.same_contents(Path(d["source"]), d["format"], ctx.workdir / d["file"])
+
+
+def test_name_is_part_of_the_key(good, tmp_path):
+    a = import_.pins(S.stage_context(tmp_path, [good[("raw", None)]], "one"))
+    b = import_.pins(S.stage_context(tmp_path, [good[("raw", None)]], "two"))
+    assert a != b
