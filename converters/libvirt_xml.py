@@ -20,7 +20,7 @@ from converters.units import to_mib
 BUS = {"virtio": "virtio", "scsi": "scsi", "sata": "sata", "ide": "ide", "usb": "usb", "xen": "xen"}
 
 
-def parse(path: Path, *, check_disks: bool = True) -> SourceVM:
+def parse(path: Path) -> SourceVM:
     root = safexml.parse(path, "libvirt domain XML", 1 << 20)
     if root.tag != "domain":
         refuse(path, f"root element <{root.tag}> is not a libvirt <domain>")
@@ -67,13 +67,10 @@ def parse(path: Path, *, check_disks: bool = True) -> SourceVM:
             bus = BUS.get(target.get("bus")) if target is not None else None
             declared = (safexml.child(d, "driver").get("type") if safexml.child(d, "driver") is not None
                         else None)
-            if check_disks:
-                disk = safe_disk(disk_path, bus=bus)
-                if declared and declared != disk.format and not (declared == "vpc" and disk.format == "vpc"):
-                    refuse(path, f"the XML says {src.get('file')!r} is {declared}, its header says {disk.format}")
-                disks.append(disk)
-            else:
-                disks.append(SourceDisk(path=disk_path, format=declared or "?", bus=bus))
+            disk = safe_disk(disk_path, bus=bus)
+            if declared and declared != disk.format:
+                refuse(path, f"the XML says {src.get('file')!r} is {declared}, its header says {disk.format}")
+            disks.append(disk)
         elif d.tag == "interface":
             mac_el, model_el, src = safexml.child(d, "mac"), safexml.child(d, "model"), safexml.child(d, "source")
             mac = mac_el.get("address") if mac_el is not None else None

@@ -35,7 +35,7 @@ def _items(vhs: Element) -> list[dict[str, str]]:
     return out
 
 
-def parse(ovf: Path, base: Path, *, check_disks: bool = True, scratch: Path | None = None) -> SourceVM:
+def parse(ovf: Path, base: Path, *, scratch: Path | None = None) -> SourceVM:
     """``scratch``: a folder of ours where gzip-compressed disk files are inflated."""
     root = safexml.parse(ovf, "OVF descriptor")
     if root.tag != "Envelope":
@@ -84,7 +84,7 @@ def parse(ovf: Path, base: Path, *, check_disks: bool = True, scratch: Path | No
     for i in items:
         rt = i.get("ResourceType")
         if rt == RT_DISK:
-            disks.append(_disk(i, ovf, base, files, disks_by_id, by_id, check_disks, scratch))
+            disks.append(_disk(i, ovf, base, files, disks_by_id, by_id, scratch))
         elif rt == RT_NIC:
             nics.append(Nic(mac=(i.get("Address") or None), model=i.get("ResourceSubType") or None,
                             network=i.get("Connection") or None))
@@ -105,7 +105,7 @@ def _int(v: str | None, ovf: Path, what: str) -> int:
 
 
 def _disk(item: dict, ovf: Path, base: Path, files: dict, disks_by_id: dict, by_id: dict,
-          check_disks: bool, scratch: Path | None) -> SourceDisk:
+          scratch: Path | None) -> SourceDisk:
     res = item.get("HostResource", "")
     disk_id = res.rsplit("/", 1)[-1] if res.startswith(("ovf:/disk/", "/disk/")) else None
     if disk_id is None or disk_id not in disks_by_id:
@@ -129,8 +129,6 @@ def _disk(item: dict, ovf: Path, base: Path, files: dict, disks_by_id: dict, by_
     parent = by_id.get(item.get("Parent"), {})
     bus = BUS.get(parent.get("ResourceType", ""))
     controller = parent.get("ResourceSubType") or None
-    if not check_disks:
-        return SourceDisk(path=path, format="?", bus=bus, controller=controller)
     return safe_disk(path, bus=bus, controller=controller)
 
 

@@ -41,7 +41,7 @@ def _present(kv: dict[str, str], ns: str) -> bool:
     return kv.get(f"{ns}.present", "true").lower() not in ("false", "0", "no")
 
 
-def parse(path: Path, *, check_disks: bool = True) -> SourceVM:
+def parse(path: Path) -> SourceVM:
     kv = read(path)
     notes: list[str] = []
     disks = []
@@ -61,11 +61,7 @@ def parse(path: Path, *, check_disks: bool = True) -> SourceVM:
         if not disk_path.is_file():
             refuse(path, f"{dev}.fileName {name!r} is not a file beside the .vmx")
         controller = kv.get(f"{bus}{ctrl}.virtualdev") or None
-        if check_disks:
-            disks.append(safe_disk(disk_path, bus=bus, controller=controller))
-        else:
-            from converters.model import SourceDisk
-            disks.append(SourceDisk(path=disk_path, format="?", bus=bus, controller=controller))
+        disks.append(safe_disk(disk_path, bus=bus, controller=controller))
     if not disks:
         refuse(path, "the .vmx names no disk (scsiX:Y/sataX:Y/nvmeX:Y/ideX:Y.fileName)")
     nics = []

@@ -37,8 +37,3 @@ def safe_disk(path: Path, *, bus: str | None = None, controller: str | None = No
     info = cross_check(hdr, max_virtual_size)
     return SourceDisk(path=hdr.path, format=hdr.format, bus=bus, controller=controller,
                       virtual_size=info.virtual_size)
-
-
-def disk_files(disk: SourceDisk) -> tuple[Path, ...]:
-    """Every file qemu reads for this disk (a vmdk descriptor's extents too)."""
-    return detect(disk.path).files
