@@ -155,3 +155,29 @@ def test_name_is_part_of_the_key(good, tmp_path):
     a = import_.pins(S.stage_context(tmp_path, [good[("raw", None)]], "one"))
     b = import_.pins(S.stage_context(tmp_path, [good[("raw", None)]], "two"))
     assert a != b
+
+
+def _recipe_ctx(tmp_path, body: str):
+    import logging
+    from builder import recipe as recipes
+    from builder.cache.store import Store
+    from builder.stage import StageContext
+    f = tmp_path / "conv.toml"
+    f.write_text('arch = "amd64"\n[os]\nfamily = "debian"\nrelease = "12"\n[build]\nmethod = "convert"\n' + body)
+    work = tmp_path / "w"
+    work.mkdir()
+    return StageContext(recipe=recipes.load(str(f)), accel=None, store=Store(tmp_path / "cache"), workdir=work,
+                        log=logging.getLogger("test"))
+
+
+def test_recipe_source_path_is_relative_to_the_recipe_and_its_sha256_checked(good, tmp_path):
+    from builder.errors import ChecksumError
+    shutil.copy(good[("vhdx", None)], tmp_path / "guest.vhdx")
+    want = S.sha("sha256", tmp_path / "guest.vhdx")
+    ctx = _recipe_ctx(tmp_path, f'[source.image]\npath = "guest.vhdx"\nsha256 = "{want}"\n')
+    out = import_.run(ctx, {})
+    assert S.same_contents(good["src"], "raw", ctx.workdir / out.files["image"])
+    (tmp_path / "b").mkdir()
+    bad = _recipe_ctx(tmp_path / "b", f'[source.image]\npath = "{tmp_path / "guest.vhdx"}"\nsha256 = "{"0" * 64}"\n')
+    with pytest.raises(ChecksumError, match="sha256 mismatch"):
+        import_.run(bad, {})
