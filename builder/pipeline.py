@@ -9,8 +9,15 @@ from builder.recipe import Recipe
 from builder.stage import StageDef
 
 
+# build.method = "convert": stages that live in converters/ (the rest land later)
+CONVERT_STAGES = ("import", "inspect", "convert", "drivers", "export")
+CONVERT_MODULES = {"import": "converters.stages.import_"}
+
+
 def stage_names(recipe: Recipe, verify: bool = True) -> list[str]:
-    if recipe.family == "windows":
+    if recipe.get("build.method") == "convert":
+        names = list(CONVERT_STAGES)
+    elif recipe.family == "windows":
         names = list(WINDOWS_STAGES)
     elif recipe.get("build.method") == "installer":
         names = ["fetch", "install", "customize", "drivers", "export"]
@@ -40,6 +47,11 @@ def _load_windows_stage(name: str, recipe: Recipe) -> StageDef:
 
 
 def load_stage(name: str, recipe: Recipe) -> StageDef:
+    if recipe.get("build.method") == "convert":
+        if name not in CONVERT_MODULES:
+            raise NotImplementedYet(f"{recipe.name}: conversion stage {name!r} is not implemented yet",
+                                    hint="`ironforge convert --import-only` runs the import alone")
+        return importlib.import_module(CONVERT_MODULES[name]).STAGE
     if recipe.family == "windows":
         return _load_windows_stage(name, recipe)
     try:

@@ -367,6 +367,14 @@ def _cross_checks(v: _Validator, values: dict) -> None:
         if isinstance(name, str) and not name[:1].isalpha():
             v.problem("customize.users[0].name", "a name starting with a letter (the installer "
                       "creates the first user and refuses others)", _describe(name))
+    image = ((values.get("source") or {}).get("image") or {})
+    if build.get("method") == "convert":
+        given = [k for k in ("path", "url") if image.get(k)]
+        if len(given) != 1:
+            v.problem("source.image", 'exactly one of path, url for build.method = "convert"',
+                      " and ".join(given) or "neither")
+        if image.get("url") and not image.get("sha256"):
+            v.problem("source.image.sha256", "a sha256 for a url source", "nothing")
     for i, f in enumerate((values.get("customize") or {}).get("files") or []):
         if (f.get("content") is None) == (f.get("source") is None):
             v.problem(f"customize.files[{i}]", "exactly one of content, source",

@@ -1,5 +1,15 @@
-"""Guest conversion (Xen, VMware, Hyper-V, Parallels, VirtualBox, containers) to KVM.
+"""Guest conversion: foreign VMs (Xen, VMware, Hyper-V, Parallels, VirtualBox) and container
+root filesystems in, KVM guests out — on the same engine, export and boot proof as builds.
 
-Conversion lands in a later issue; shared pieces (safe image probing, virtio injection)
-live in :mod:`builder` until then.
+What is here: the input side, every input hostile until proven otherwise.
+
+* ``disk/``: header parsers of our own (qcow2, vmdk, vhd, vhdx, vdi, parallels, ploop bundles),
+  then ``qemu-img info -f FMT`` as a cross-check (``disk/check.py``);
+* ``archive/``: our tar reader and the zip rules (OVA, container tarballs);
+* ``ova.py``/``ovf.py``/``manifest.py``, ``vmx.py``, ``libvirt_xml.py``: descriptions to a
+  ``model.SourceVM``; ``source.py`` classifies what the user gave and opens it;
+* ``stages/import_.py``: the ``import`` stage; ``command.py``: ``ironforge convert``.
+
+Later stages (inspect, the Linux and Windows fix-ups, drivers, export, verify) build on
+``SourceVM`` and the import artifact; ``builder/windows`` holds the shared virtio injection.
 """

@@ -32,7 +32,7 @@ def test_bad_recipe_exit_2_every_mistake(tmp_path):
     r = ironforge("--recipes-dir", str(ROOT / "recipes"), "recipes", "validate", str(f))
     assert r.returncode == 2
     assert f"{f}: disk.size: expected a size" in r.stderr
-    assert f"{f}: build.method: expected one of 'bootstrap', 'installer', got \"magik\"" in r.stderr
+    assert f"{f}: build.method: expected one of 'bootstrap', 'installer', 'convert', got \"magik\"" in r.stderr
     assert "customize.hostnme" in r.stderr and "did you mean 'customize.hostname'" in r.stderr
     assert "Traceback" not in r.stderr
 

@@ -58,10 +58,13 @@ def _human(n: int) -> str:
 
 
 def run_qemu_img_info(path: Path, *, cpu_seconds: int = CPU_SECONDS, address_space: int = ADDRESS_SPACE,
-                      timeout: float = WALL_SECONDS) -> dict:
-    """``qemu-img info --output=json`` on ``path`` under rlimits; the parsed JSON."""
+                      timeout: float = WALL_SECONDS, fmt: str | None = None) -> dict:
+    """``qemu-img info --output=json`` on ``path`` under rlimits; the parsed JSON.
+
+    With ``fmt`` qemu does not probe: it reads the file as that format (converters pass the
+    format their own header parsers found, then cross-check what qemu reports)."""
     path = local_path(path)
-    cmd = [require("qemu-img"), "info", "--output=json", "-U", str(path)]
+    cmd = [require("qemu-img"), "info", "--output=json", "-U"] + (["-f", fmt] if fmt else []) + [str(path)]
     res = proc.run(cmd, what=f"{path}: qemu-img info", timeout=timeout, check=False,
                    limits=proc.Limits(cpu_seconds=cpu_seconds, address_space=address_space, core_size=0),
                    timeout_error=UnsafeImageError,
@@ -95,18 +98,21 @@ def local_path(name: Path | str) -> Path:
 
 
 def probe(path: Path | str, *, max_virtual_size: int = DEFAULT_MAX_VIRTUAL_SIZE,
-          allow_formats: tuple[str, ...] = ACCEPTED) -> ImageInfo:
+          allow_formats: tuple[str, ...] = ACCEPTED, fmt: str | None = None,
+          allowed_files: tuple[Path, ...] = ()) -> ImageInfo:
     """Inspect an untrusted image safely; refuse anything that would reach outside it.
 
     ``ImageInfo.path`` is the resolved absolute path: callers hand that (never the name they were
-    given) to QEMU and libguestfs."""
+    given) to QEMU and libguestfs. ``fmt``: read it as this format (no probing). ``allowed_files``:
+    other files a vmdk descriptor may use as extents (already confined to the input's folder by
+    the caller)."""
     path = local_path(path)
     if not path.exists():
         raise UnsafeImageError(f"{path}: no such file")
     if not path.is_file():
         # a block device or FIFO is not an image file we should read from
         raise UnsafeImageError(f"{path}: not a regular file")
-    info = run_qemu_img_info(path)
+    info = run_qemu_img_info(path, fmt=fmt)
     fmt = info.get("format")
     if info.get("backing-filename") or info.get("full-backing-filename") or info.get("backing-image"):
         raise UnsafeImageError(
@@ -125,7 +131,8 @@ def probe(path: Path | str, *, max_virtual_size: int = DEFAULT_MAX_VIRTUAL_SIZE,
         # A monolithic vmdk may list extents in other files: those would be read from this host too.
         extents = ((info.get("format-specific") or {}).get("data") or {}).get("extents") or []
         names = {Path(e.get("filename", "")).resolve() for e in extents}
-        if any(n != path.resolve() for n in names):
+        allowed = {path.resolve(), *(Path(f).resolve() for f in allowed_files)}
+        if not names <= allowed:
             raise UnsafeImageError(f"{path}: a vmdk descriptor whose extents live in other files",
                                    hint="pass a monolithic (single-file) vmdk")
     vsize = int(info.get("virtual-size") or 0)

@@ -1,0 +1,1 @@
+"""Archive readers for untrusted inputs (OVA, container root filesystems): ours, bounded."""

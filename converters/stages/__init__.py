@@ -1,0 +1,1 @@
+"""Conversion stages (``STAGE = StageDef(...)`` each), run by the same engine as builds."""
