@@ -444,7 +444,6 @@ class QemuMachine:
         except BaseException:
             self.close()
             raise
-        self.command = build_command(self.spec, qmp_path, binary=binary, serial_sockets=sockets)
         tpm_path = None
         if self.spec.tpm:
             try:
@@ -452,7 +451,8 @@ class QemuMachine:
             except BaseException:
                 self.close()
                 raise
-        self.command = build_command(self.spec, qmp_path, binary=binary, tpm_socket=tpm_path)
+        self.command = build_command(self.spec, qmp_path, binary=binary, serial_sockets=sockets,
+                                     tpm_socket=tpm_path)
         log.debug("starting %s", " ".join(self.command))
         stderr_path = self._runtime / "qemu.stderr"
         with open(stderr_path, "wb") as err:

@@ -69,6 +69,6 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     return Output(files={"serial": "serial.log", "junit": "junit.xml"}, data=data)
 
 
-STAGE = StageDef(name="verify", version=2, reads=("verify", "arch", "firmware", "windows.disk_bus"), inputs=("export",), run=run,
+STAGE = StageDef(name="verify", version=2, reads=("verify", "arch", "firmware", "os.family", "windows.disk_bus"), inputs=("export",), run=run,
                  tools=("qemu-system-x86_64", "qemu-img", "libguestfs"),
                  doc="Boot a throw-away overlay of the image with an injected probe; prove it reaches running.")

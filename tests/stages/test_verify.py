@@ -57,7 +57,7 @@ def sha256(path: Path) -> str:
 
 def test_stage_declaration():
     assert STAGE.name == "verify" and STAGE.inputs == ("export",)
-    assert set(STAGE.reads) == {"verify", "arch", "firmware", "windows.disk_bus"}
+    assert set(STAGE.reads) == {"verify", "arch", "firmware", "os.family", "windows.disk_bus"}
     assert "libguestfs" in STAGE.tools
 
 
