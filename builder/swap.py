@@ -23,6 +23,7 @@ import tempfile
 from pathlib import Path
 
 from builder.errors import BuildError
+from builder.host.proc import pid_alive
 
 _AT_FDCWD = -100
 RENAME_NOREPLACE = 1
@@ -95,14 +96,6 @@ def flip_symlink(link: Path, target: str) -> None:
         raise
 
 
-def _alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def sweep(root: Path) -> list[Path]:
@@ -114,7 +107,7 @@ def sweep(root: Path) -> list[Path]:
         return removed
     for p in entries:
         m = _DEBRIS.match(p.name)
-        if not m or _alive(int(m["pid"])):
+        if not m or pid_alive(int(m["pid"])):
             continue
         if p.is_dir() and not p.is_symlink():
             shutil.rmtree(p, ignore_errors=True)

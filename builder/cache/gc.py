@@ -39,6 +39,7 @@ from builder.cache.lease import stage_lock_path, store_lock_path, try_exclusive,
 from builder.cache.store import Store
 from builder.cache.usage import DownloadUsage, StageUsage, Usage, scan
 from builder.errors import UsageError
+from builder.host.proc import pid_alive
 
 DEFAULT_KEEP_DAYS = 30
 MANIFEST_DEPTH = 3
@@ -183,7 +184,7 @@ def _live_work_ancestors(store: Store) -> set[str]:
     keys: set[str] = set()
     for d in sweepmod._children(store.root / "stages" / "tmp"):
         m = sweepmod._WORKDIR.match(d.name)
-        if not m or not sweepmod.pid_alive(int(m.group(1))) or ".gc-" in d.name:
+        if not m or not pid_alive(int(m.group(1))) or ".gc-" in d.name:
             continue
         for f in sweepmod._children(d):
             if f.is_file():

@@ -18,6 +18,7 @@ import threading
 from dataclasses import dataclass
 from pathlib import Path
 from typing import BinaryIO, Iterator
+from builder.host.proc import pid_alive
 
 META = "meta.json"
 
@@ -175,7 +176,7 @@ class Store:
             parts = d.name.split(".")
             if len(parts) < 3 or not parts[1].isdigit():
                 continue
-            if not _pid_alive(int(parts[1])):
+            if not pid_alive(int(parts[1])):
                 shutil.rmtree(d, ignore_errors=True)
                 removed += 1
         return removed
@@ -215,11 +216,3 @@ class Store:
                           json.dumps(material, indent=1, sort_keys=True, default=str))
 
 
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True

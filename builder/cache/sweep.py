@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from builder.cache.store import Store
+from builder.host.proc import pid_alive
 
 PART_DAYS = 7
 KEEP_FAILURES = 5
@@ -48,16 +49,6 @@ class SweepReport:
         return {"removed": list(self.removed)}
 
 
-def pid_alive(pid: int) -> bool:
-    if pid <= 0:
-        return False
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
 
 
 def rmtree(path: Path) -> None:

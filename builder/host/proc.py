@@ -136,6 +136,20 @@ class _Guard:
 _guard = _Guard()
 
 
+def pid_alive(pid: int) -> bool:
+    """Whether a process with this pid exists on this host (work dirs, publish debris and leases
+    carry their owner's pid so leftovers of dead runs can be told apart from live work)."""
+    if pid <= 0:
+        return False
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:     # alive, owned by someone else
+        return True
+    return True
+
+
 def kill_group(proc: subprocess.Popen) -> None:
     """SIGKILL the child's whole process group and reap it."""
     try:
