@@ -1,0 +1,1 @@
+"""Stages of the Windows family (see builder.pipeline)."""
