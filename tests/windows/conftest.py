@@ -7,8 +7,6 @@ from __future__ import annotations
 
 import json
 import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,22 +15,14 @@ from builder.host import accel as accelmod
 from builder.host.guestfs_session import Drive, session
 from shared_cache import cache_root
 from windows import phony, standin_virtio_win
+from windows.cli_support import cli
 
-REPO = Path(__file__).resolve().parents[2]
 
 
 def windows_cache() -> Path:
     p = cache_root() / "windows"
     p.mkdir(parents=True, exist_ok=True)
     return p
-
-
-def cli(*args, check_rc: int | None = 0, timeout: int = 900) -> subprocess.CompletedProcess:
-    proc = subprocess.run([sys.executable, "-m", "builder.cli", *map(str, args)], cwd=REPO,
-                          capture_output=True, text=True, timeout=timeout)
-    if check_rc is not None:
-        assert proc.returncode == check_rc, (proc.returncode, proc.stdout[-3000:], proc.stderr[-3000:])
-    return proc
 
 
 @pytest.fixture(scope="session")

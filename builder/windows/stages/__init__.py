@@ -1,1 +1,0 @@
-"""Stages of the Windows family (see builder.pipeline)."""
