@@ -54,6 +54,6 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
 
 
 STAGE = StageDef(
-    name=NAME, version=1, reads=("windows.virtio_win", "windows.disk_bus"), run=run,
+    name=NAME, version=1, reads=("windows.virtio_win",), run=run,
     tools=("qemu-img", "libguestfs"), inputs=("fetch",),
     doc="virtio drivers injected offline (files, SYSTEM/SOFTWARE hives, first-boot install)")
