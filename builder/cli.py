@@ -558,6 +558,29 @@ def cache_gc(app: App, keep_days, max_size, dry_run, as_json):
         click.echo(render(report))
 
 
+# -- inject-drivers ------------------------------------------------------------------------------
+
+@cli.command("inject-drivers")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--virtio-win", "virtio_win", required=True, type=click.Path(path_type=Path),
+              help="virtio-win ISO or unpacked directory.")
+@click.option("--output", "-o", type=click.Path(path_type=Path), default=None,
+              help="New qcow2 to write (default IMAGE-virtio.qcow2); IMAGE stays untouched.")
+@click.option("--in-place", is_flag=True, help="Edit IMAGE itself (every check runs before the first write).")
+@click.option("--dry-run", is_flag=True, help="Open everything read-only; report what would change.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def inject_drivers_cmd(app: App, image, virtio_win, output, in_place, dry_run, as_json):
+    """Inject virtio drivers into a Windows disk offline (files, registry, first-boot install)."""
+    from builder.windows.inject_command import inject_drivers, summary
+    d = inject_drivers(image, virtio_win, app.accel(), output=output, in_place=in_place, dry_run=dry_run)
+    if as_json:
+        _emit_json(d)
+    else:
+        for line in summary(d):
+            click.echo(line)
+
+
 # -- doctor --------------------------------------------------------------------------------------
 
 DOCTOR_TOOLS = ("qemu-system-x86_64", "qemu-system-i386", "qemu-img", "mmdebstrap", "gpgv", "sfdisk",

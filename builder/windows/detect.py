@@ -68,7 +68,7 @@ def refuse_dynamic_disks(g) -> dict[str, str]:
     return tables
 
 
-def _find(g, path: str) -> str | None:
+def find_path(g, path: str) -> str | None:
     """The path as the (case-preserving) filesystem spells it, or None if it does not exist."""
     try:
         real = g.case_sensitive_path(path)
@@ -90,8 +90,8 @@ def find_system_volume(g) -> SystemVolume:
             continue
         try:
             for root in ("/windows", "/winnt"):
-                sr = _find(g, root)
-                if sr and _find(g, sr + "/system32/config") and g.is_dir(_find(g, sr + "/system32/config")):
+                sr = find_path(g, root)
+                if sr and find_path(g, sr + "/system32/config") and g.is_dir(find_path(g, sr + "/system32/config")):
                     found.append((dev, sr))
                     break
         finally:
@@ -114,7 +114,7 @@ def find_system_volume(g) -> SystemVolume:
                                 f"code {code})", hint="check the volume with chkdsk inside Windows; "
                                                       "nothing was written")
     g.mount_ro(dev, "/")
-    hib = _find(g, "/hiberfil.sys")
+    hib = find_path(g, "/hiberfil.sys")
     if hib and g.is_file(hib) and g.filesize(hib) >= 4:
         magic = bytes(g.pread(hib, 4, 0)).lower()
         if magic in HIBERFIL_MAGIC:

@@ -143,8 +143,9 @@ class Hive:
         try:
             return fn(*args)
         except RuntimeError as exc:
-            raise WindowsImageError(f"the {self.name} hive is malformed ({exc})",
-                                    hint="nothing was written to the disk") from None
+            raise WindowsImageError(f"the {self.name} hive is malformed or truncated ({exc})",
+                                    hint="the disk may be damaged or not a Windows system disk; "
+                                         "nothing was written") from None
 
     def _get_value(self, node: int, name: str) -> int | None:
         """The value handle named ``name`` (case-insensitive, "" = default) or None.

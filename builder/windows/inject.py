@@ -26,7 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.errors import VirtioWinError, WindowsImageError
+from builder.errors import GuestfsError, VirtioWinError, WindowsImageError
 from builder.host.accel import Accel
 from builder.host.guestfs_session import Drive, session
 from builder.windows import detect, driver_registry, firstboot, pe, regfile
@@ -163,7 +163,7 @@ def _sha(data: bytes) -> str:
 
 
 def _plan_file(g, path: str, data: bytes, source: str) -> FileAction:
-    real = detect._find(g, path)
+    real = detect.find_path(g, path)
     action = "add"
     if real and g.is_file(real):
         path = real
@@ -189,15 +189,15 @@ def inject_session(g, vw: VirtioWinSource, workdir: Path, options: InjectOptions
     t0 = time.monotonic()
     vol = detect.find_system_volume(g)              # mounted read-only at / from here on
     sr = vol.systemroot
-    config = detect._find(g, sr + "/System32/config")
+    config = detect.find_path(g, sr + "/System32/config")
     hive_paths = {}
     for name in ("SYSTEM", "SOFTWARE"):
-        p = detect._find(g, f"{config}/{name}")
+        p = detect.find_path(g, f"{config}/{name}")
         if not p or not g.is_file(p):
             raise WindowsImageError(f"no {name} hive at {config}/{name}",
                                     hint="not a Windows system volume; nothing was written")
         hive_paths[name] = p
-    cmd = detect._find(g, sr + "/System32/cmd.exe")
+    cmd = detect.find_path(g, sr + "/System32/cmd.exe")
     if not cmd or not g.is_file(cmd):
         raise WindowsImageError(f"no {sr}/System32/cmd.exe: cannot tell 32-bit from 64-bit Windows",
                                 hint="not a Windows system volume; nothing was written")
@@ -232,10 +232,10 @@ def inject_session(g, vw: VirtioWinSource, workdir: Path, options: InjectOptions
 
     # -- files -------------------------------------------------------------------------------
     actions: list[FileAction] = []
-    virtio_dir = detect._find(g, sr + "/Drivers/VirtIO") or f"{sr}/Drivers/VirtIO"
+    virtio_dir = detect.find_path(g, sr + "/Drivers/VirtIO") or f"{sr}/Drivers/VirtIO"
     for f in files:
         actions.append(_plan_file(g, f"{virtio_dir}/{f.target}", f.read(), f.source_path))
-    drivers_dir = detect._find(g, sr + "/System32/drivers") or f"{sr}/System32/drivers"
+    drivers_dir = detect.find_path(g, sr + "/System32/drivers") or f"{sr}/System32/drivers"
     for d in block:
         f: DriverFile = by_target[f"{d}.sys"]
         actions.append(_plan_file(g, f"{drivers_dir}/{d}.sys", f.read(), f.source_path))
@@ -257,7 +257,7 @@ def inject_session(g, vw: VirtioWinSource, workdir: Path, options: InjectOptions
                         "e.g. a sysprepped image); left alone, Plug and Play finds the drivers through DevicePath")
         warnings.append("first-boot driver installation not set up: " + fb["reason"])
     else:
-        setup_dir = detect._find(g, sr + "/Setup") or f"{sr}/Setup"
+        setup_dir = detect.find_path(g, sr + "/Setup") or f"{sr}/Setup"
         actions.append(_plan_file(g, f"{setup_dir}/ironforge/{firstboot.SCRIPT}",
                                   firstboot.script(infs, options.retry_cap), "ironforge"))
         edits.append(firstboot.setup_edit())
@@ -283,9 +283,7 @@ def inject_session(g, vw: VirtioWinSource, workdir: Path, options: InjectOptions
     g.umount_all()
     try:
         g.mount(vol.device, "/")
-    except WindowsImageError:
-        raise
-    except Exception as exc:  # noqa: BLE001 - a GuestfsError: report as a refusal, nothing written
+    except GuestfsError as exc:      # ntfs-3g refused read-write: nothing was written
         raise WindowsImageError(f"{vol.device}: cannot mount the Windows volume read-write: {exc}",
                                 hint=detect.HINT_HIBERNATED) from None
     with tempfile.TemporaryDirectory(dir=workdir) as tmp:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Callable
@@ -94,7 +95,7 @@ class VirtioWinSource:
         iso = pycdlib.PyCdlib()
         try:
             iso.open_fp(self._fp)
-        except (PyCdlibException, OSError, ValueError, struct_error()) as exc:
+        except (PyCdlibException, OSError, ValueError, struct.error) as exc:
             self._fp.close()
             raise VirtioWinError(f"virtio-win source {self.path}: not a readable ISO 9660 image ({exc})",
                                  hint="pass the virtio-win ISO (virtio-win-<version>.iso) or its "
@@ -189,11 +190,6 @@ class VirtioWinSource:
 
     def __exit__(self, *exc) -> None:
         self.close()
-
-
-def struct_error():
-    import struct
-    return struct.error
 
 
 def _walk_dir(root: Path) -> list[Entry]:
