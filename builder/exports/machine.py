@@ -24,10 +24,15 @@ class Machine:
 
 def from_recipe(recipe) -> "Machine":
     """A built image: the machine shape it was boot-verified with (verify.memory/verify.cpus are the
-    one place a recipe says how big its VM is) and the firmware it was made for."""
-    return Machine(name=recipe.name, vcpus=recipe.get("verify.cpus"), memory_mib=recipe.get("verify.memory"),
-                   firmware=recipe.get("firmware"), arch=ARCH.get(recipe.get("arch"), "x86_64"),
-                   family=recipe.get("os.family"))
+    one place a recipe says how big its VM is) and the firmware it was made for. A loaded recipe
+    has every default filled in; the settings table's defaults cover hand-made ones."""
+    from builder.settings import SETTINGS
+
+    def get(key):
+        return recipe.get(key, next(s.default for s in SETTINGS if s.key == key))
+
+    return Machine(name=recipe.name, vcpus=get("verify.cpus"), memory_mib=get("verify.memory"),
+                   firmware=get("firmware"), arch=ARCH.get(get("arch"), "x86_64"), family=get("os.family"))
 
 
 def from_source_vm(vm) -> "Machine":
