@@ -377,14 +377,15 @@ def convert_cmd(app: App, srcs, name, arch, dry_run, import_only, as_json):
 @click.option("--memory", type=click.IntRange(128, 4 << 20), default=1024, help="VM memory in MiB.")
 @click.option("--cpus", type=click.IntRange(1, 1024), default=1, help="VM vCPUs.")
 @click.option("--firmware", type=click.Choice(["bios", "uefi"]), default="bios")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, help="Formats written in parallel.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def export_cmd(app: App, image, formats, out_dir, name, memory, cpus, firmware, as_json):
+def export_cmd(app: App, image, formats, out_dir, name, memory, cpus, firmware, jobs, as_json):
     """Write an existing image in other formats, with SHA256SUMS and an SBOM beside them."""
     from builder.exports.command import export_image
     fmts = [f.strip() for item in formats for f in item.split(",") if f.strip()]
     res = export_image(image, fmts, out_dir or app.output_dir, name=name, memory_mib=memory, cpus=cpus,
-                       firmware=firmware)
+                       firmware=firmware, jobs=jobs)
     if as_json:
         _emit_json(res)
     else:

@@ -7,6 +7,7 @@ size), and the format it found is passed explicitly to every qemu-img call.
 
 from __future__ import annotations
 
+import concurrent.futures
 import re
 import shutil
 from pathlib import Path
@@ -36,7 +37,7 @@ def _packages_beside(image: Path) -> list[dict]:
 
 def export_image(image: Path | str, formats: list[str], output_root: Path, *, name: str | None = None,
                  memory_mib: int = 1024, cpus: int = 1, firmware: str = "bios", family: str = "linux",
-                 compress: bool = True) -> dict:
+                 compress: bool = True, jobs: int = 1) -> dict:
     info = probe(image)
     name = name or info.path.name.split(".")[0]
     if not re.fullmatch(NAME_RE, name):
@@ -55,17 +56,20 @@ def export_image(image: Path | str, formats: list[str], output_root: Path, *, na
     tmp = swap.work_dir(output_root, name)
     try:
         tmp.chmod(0o755)
-        files, known = {}, {}
-        for fmt in formats:
-            spec = FORMATS[fmt]
-            if spec.write is None:
-                continue
+        def one(fmt: str) -> tuple[str, str, str]:
             if fmt == "qcow2":
                 fname = disks.qcow2(info.path, info.format, machine, tmp, name, compress=compress)
             else:
-                fname = spec.write(info.path, info.format, machine, tmp, name)
-            known[fname] = sha256_file(tmp / fname)
-            files[fmt] = fname
+                fname = FORMATS[fmt].write(info.path, info.format, machine, tmp, name)
+            return fmt, fname, sha256_file(tmp / fname)
+
+        todo = [f for f in formats if FORMATS[f].write is not None]
+        # each writer reads the source and writes its own files: they can run side by side; each
+        # thread waits for its own qemu-img/tar, so their death-with-parent rule holds
+        with concurrent.futures.ThreadPoolExecutor(max_workers=max(1, jobs)) as pool:
+            done = list(pool.map(one, todo))
+        files = {fmt: fname for fmt, fname, _ in done}
+        known = {fname: digest for _, fname, digest in done}
         final = output_root / name
         qcow2 = files.get("qcow2")
         beside.write(tmp, final, name, machine, formats, _packages_beside(info.path), qcow2_file=qcow2,

@@ -15,5 +15,5 @@ def exported(tmp_path_factory) -> Exported:
     tmp = tmp_path_factory.mktemp("exports")
     src = make_source(tmp / "src.qcow2")
     res = cli("export", str(src), "--name", "tiny", "--output-dir", str(tmp / "out"), "--memory", "512",
-              "--cpus", "2", "--firmware", "uefi", "--json", *[a for f in ALL for a in ("--format", f)])
+              "--cpus", "2", "--firmware", "uefi", "--jobs", "2", "--json", *[a for f in ALL for a in ("--format", f)])
     return Exported(src=src, dir=tmp / "out" / "tiny", result=json.loads(res.stdout))
