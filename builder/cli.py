@@ -484,14 +484,16 @@ def _verify_targets(app: App, items, opts: dict) -> list:
 @click.option("--junit", type=click.Path(path_type=Path), default=None, help="Write JUnit XML here.")
 @click.option("--evidence-dir", type=click.Path(path_type=Path), default=None,
               help="Where serial logs and screenshots go (default output/verify/<time>).")
+@click.option("--via", type=click.Choice(["qemu", "libvirt"]), default="qemu", show_default=True,
+              help="libvirt: boot our domain XML through a private libvirt session daemon.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def verify_cmd(app: App, items, parallel, timeout, stall, checks, junit, evidence_dir, as_json):
+def verify_cmd(app: App, items, parallel, timeout, stall, checks, junit, evidence_dir, via, as_json):
     """Boot images (or recipes' published images) and prove they work."""
     from builder.runner.report import render_table, to_json, write_junit
     from builder.runner.verify import verify_fleet
     opts = {"verify_timeout": timeout, "verify_stall": stall, "verify_checks": list(checks)}
-    targets = _verify_targets(app, items, opts)
+    targets = [dataclasses.replace(t, via=via) for t in _verify_targets(app, items, opts)]
     out = evidence_dir or app.output_dir / "verify" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     results = verify_fleet(targets, parallel=parallel, accel=app.accel(), out_dir=out)
     if junit:

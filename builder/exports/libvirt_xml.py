@@ -13,6 +13,8 @@ from xml.etree import ElementTree as ET
 
 from builder.exports.machine import Machine
 
+from builder.runner.machine import FW_CFG_PREFIX  # the names the guest probe reads
+
 
 def _sub(parent, tag, text=None, **attrs):
     el = ET.SubElement(parent, tag, {k: str(v) for k, v in attrs.items()})
@@ -22,7 +24,11 @@ def _sub(parent, tag, text=None, **attrs):
 
 
 def domain(machine: Machine, disk: Path, disk_format: str, *, domain_type: str = "kvm",
-           serial_log: Path | None = None, network: str = "default") -> str:
+           serial_log: Path | None = None, network: str | None = "default",
+           fw_cfg: dict[str, str] | None = None, smbios_oem_strings: tuple[str, ...] = ()) -> str:
+    """``network=None``: user-mode networking (no libvirt network needed, e.g. a private session
+    daemon). ``fw_cfg`` (names under opt/ironforge/) and SMBIOS OEM strings carry a verification
+    boot's nonce, as QemuMachine passes them."""
     if not Path(disk).is_absolute():
         raise ValueError(f"libvirt needs an absolute disk path, not {disk}")
     dom = ET.Element("domain", type=domain_type)
@@ -33,6 +39,16 @@ def domain(machine: Machine, disk: Path, disk_format: str, *, domain_type: str =
     os_el = _sub(dom, "os", **({"firmware": "efi"} if machine.firmware == "uefi" else {}))
     _sub(os_el, "type", "hvm", arch=machine.arch, machine="q35")
     _sub(os_el, "boot", dev="hd")
+    if smbios_oem_strings:
+        _sub(os_el, "smbios", mode="sysinfo")
+    if fw_cfg:
+        sysinfo = _sub(dom, "sysinfo", type="fwcfg")
+        for name, value in fw_cfg.items():
+            _sub(sysinfo, "entry", value, name=FW_CFG_PREFIX + name)
+    if smbios_oem_strings:
+        oem = _sub(_sub(dom, "sysinfo", type="smbios"), "oemStrings")
+        for text in smbios_oem_strings:
+            _sub(oem, "entry", text)
     feats = _sub(dom, "features")
     _sub(feats, "acpi")
     _sub(feats, "apic")
@@ -47,8 +63,9 @@ def domain(machine: Machine, disk: Path, disk_format: str, *, domain_type: str =
     _sub(d, "source", file=str(disk))
     _sub(d, "target", dev="vda", bus="virtio")
     for _ in range(machine.nics):
-        nic = _sub(dev, "interface", type="network")
-        _sub(nic, "source", network=network)
+        nic = _sub(dev, "interface", type="network" if network else "user")
+        if network:
+            _sub(nic, "source", network=network)
         _sub(nic, "model", type="virtio")
     serial = _sub(dev, "serial", type="file" if serial_log else "pty")
     if serial_log:
