@@ -140,3 +140,18 @@ def test_recipe_formats_publish_with_domain_xml_sums_and_sbom(tmp_path):
     recipe.values["verify"] = {"memory": 1024, "cpus": 3}
     r = eng.run(recipe, [BASE, DRIVERS, export.STAGE])
     assert [s.hit for s in r.steps] == [True, True, False]
+
+
+def _huge_base(ctx, inputs):
+    img = ctx.workdir / "image.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(img), "2041G"], check=True)
+    return Output(files={"image": "image.qcow2"})
+
+
+def test_a_format_that_cannot_hold_the_image_is_a_usage_error(tmp_path):
+    from builder.errors import UsageError
+    eng = Engine(store=Store(tmp_path / "cache"), accel=Accel("tcg", "test"))
+    with pytest.raises(UsageError, match="vhd-azure") as exc:
+        eng.run(_recipe(["qcow2", "vhd-azure"]), [StageDef("base", 1, (), _huge_base, tools=("qemu-img",)),
+                                                  export.STAGE])
+    assert exc.value.exit_code == 2
