@@ -71,7 +71,9 @@ def build_manifest(result: RunResult, accel: Accel, verification: dict | None) -
                    for s in result.steps],
         "inputs": inputs,
         "tools": tool_versions,
-        "image": {fmt: d for fmt, d in (export.data if export else {}).items() if isinstance(d, dict)},
+        "image": {fmt: d for fmt, d in (export.data if export else {}).items()
+                  if isinstance(d, dict) and fmt != "machine"},
+        "machine": (export.data.get("machine") if export else None),
         "guest": guest,
         "verification": verification if verification is not None else {"status": "skipped"},
     }

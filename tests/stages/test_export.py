@@ -155,3 +155,12 @@ def test_a_format_that_cannot_hold_the_image_is_a_usage_error(tmp_path):
         eng.run(_recipe(["qcow2", "vhd-azure"]), [StageDef("base", 1, (), _huge_base, tools=("qemu-img",)),
                                                   export.STAGE])
     assert exc.value.exit_code == 2
+
+
+def test_manifest_lists_formats_and_the_machine_apart(tmp_path):
+    eng = Engine(store=Store(tmp_path / "cache"), accel=Accel("tcg", "test"))
+    result = eng.run(_recipe(["qcow2", "vdi"]), [BASE, DRIVERS, export.STAGE])
+    out = publish(result, tmp_path / "output", eng.accel, None)
+    m = json.loads((out / "manifest.json").read_text())
+    assert sorted(m["image"]) == ["qcow2", "vdi"]
+    assert m["machine"]["memory_mib"] == 1024 and m["machine"]["firmware"] == "bios"
