@@ -364,6 +364,35 @@ def convert_cmd(app: App, srcs, name, arch, dry_run, import_only, as_json):
                                 hint="use --import-only to stop after the import with exit 0")
 
 
+# -- export --------------------------------------------------------------------------------------
+
+@cli.command("export")
+@click.argument("image", type=click.Path(path_type=Path))
+@click.option("--format", "-f", "formats", multiple=True, required=True,
+              help="Format to write (repeat, or comma-separate): qcow2, raw, vmdk, ova, vhdx, vhd-azure, vdi, "
+                   "gce, vagrant-libvirt, libvirt.")
+@click.option("--output-dir", "out_dir", type=click.Path(path_type=Path), default=None,
+              help="Where <name>/ is written (default: the global --output-dir).")
+@click.option("--name", default=None, help="Output name (default: the image file's name).")
+@click.option("--memory", type=click.IntRange(128, 4 << 20), default=1024, help="VM memory in MiB.")
+@click.option("--cpus", type=click.IntRange(1, 1024), default=1, help="VM vCPUs.")
+@click.option("--firmware", type=click.Choice(["bios", "uefi"]), default="bios")
+@click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, help="Formats written in parallel.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def export_cmd(app: App, image, formats, out_dir, name, memory, cpus, firmware, jobs, as_json):
+    """Write an existing image in other formats, with SHA256SUMS and an SBOM beside them."""
+    from builder.exports.command import export_image
+    fmts = [f.strip() for item in formats for f in item.split(",") if f.strip()]
+    res = export_image(image, fmts, out_dir or app.output_dir, name=name, memory_mib=memory, cpus=cpus,
+                       firmware=firmware, jobs=jobs)
+    if as_json:
+        _emit_json(res)
+    else:
+        for fmt, path in res["files"].items():
+            click.echo(f"{fmt}: {path}")
+
+
 # -- fetch ---------------------------------------------------------------------------------------
 
 @cli.command("fetch")
@@ -455,14 +484,16 @@ def _verify_targets(app: App, items, opts: dict) -> list:
 @click.option("--junit", type=click.Path(path_type=Path), default=None, help="Write JUnit XML here.")
 @click.option("--evidence-dir", type=click.Path(path_type=Path), default=None,
               help="Where serial logs and screenshots go (default output/verify/<time>).")
+@click.option("--via", type=click.Choice(["qemu", "libvirt"]), default="qemu", show_default=True,
+              help="libvirt: boot our domain XML through a private libvirt session daemon.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def verify_cmd(app: App, items, parallel, timeout, stall, checks, junit, evidence_dir, as_json):
+def verify_cmd(app: App, items, parallel, timeout, stall, checks, junit, evidence_dir, via, as_json):
     """Boot images (or recipes' published images) and prove they work."""
     from builder.runner.report import render_table, to_json, write_junit
     from builder.runner.verify import verify_fleet
     opts = {"verify_timeout": timeout, "verify_stall": stall, "verify_checks": list(checks)}
-    targets = _verify_targets(app, items, opts)
+    targets = [dataclasses.replace(t, via=via) for t in _verify_targets(app, items, opts)]
     out = evidence_dir or app.output_dir / "verify" / time.strftime("%Y%m%dT%H%M%SZ", time.gmtime())
     results = verify_fleet(targets, parallel=parallel, accel=app.accel(), out_dir=out)
     if junit:

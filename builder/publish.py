@@ -23,9 +23,11 @@ from builder.cache.seal import make_read_only
 from builder.cache.store import fsync_dir, fsync_tree
 from builder.clone import clone_file
 from builder.engine import RunResult
+from builder.exports import FORMATS, beside, machine as machinemod
 from builder.host.accel import Accel
 
-EXTENSIONS = {"qcow2": "qcow2", "raw": "raw", "vmdk": "vmdk"}
+# format -> published file name suffix (<name>.<suffix>); one table, in builder.exports
+EXTENSIONS = {fmt: f.suffix for fmt, f in FORMATS.items()}
 
 
 def place(src: Path, dst: Path, *, euid: int | None = None) -> str:
@@ -69,7 +71,9 @@ def build_manifest(result: RunResult, accel: Accel, verification: dict | None) -
                    for s in result.steps],
         "inputs": inputs,
         "tools": tool_versions,
-        "image": {fmt: d for fmt, d in (export.data if export else {}).items() if isinstance(d, dict)},
+        "image": {fmt: d for fmt, d in (export.data if export else {}).items()
+                  if isinstance(d, dict) and fmt != "machine"},
+        "machine": (export.data.get("machine") if export else None),
         "guest": guest,
         "verification": verification if verification is not None else {"status": "skipped"},
     }
@@ -95,8 +99,17 @@ def publish(result: RunResult, output_root: Path, accel: Accel, verification: di
     try:
         tmp.chmod(0o755)  # mkdtemp makes it private; published images are for everyone on the host
         export = result.artifacts["export"]
-        for fmt in export.data.get("published_formats", ["qcow2"]):
-            place(export.path(fmt), tmp / f"{name}.{EXTENSIONS[fmt]}")
+        formats = list(export.data.get("published_formats", ["qcow2"]))
+        if "libvirt" in formats and "qcow2" not in formats:
+            formats.insert(0, "qcow2")   # the domain XML's disk
+        known = {}
+        for fmt in formats:
+            if FORMATS[fmt].write is None:
+                continue
+            fname = f"{name}.{EXTENSIONS[fmt]}"
+            place(export.path(fmt), tmp / fname)
+            if isinstance(export.data.get(fmt), dict) and export.data[fmt].get("sha256"):
+                known[fname] = export.data[fmt]["sha256"]
         at("placed")
         drivers = result.artifacts.get("drivers")
         packages = (drivers.data.get("packages") if drivers else None) or []
@@ -112,6 +125,12 @@ def publish(result: RunResult, output_root: Path, accel: Accel, verification: di
         if packages:
             manifest["guest"]["package_count"] = len(packages)
         (tmp / "manifest.json").write_text(json.dumps(manifest, indent=2, sort_keys=False) + "\n")
+        machine = (machinemod.Machine(**export.data["machine"]) if "machine" in export.data
+                   else machinemod.from_recipe(recipe))
+        pkg_dicts = [p if isinstance(p, dict) else {"name": str(p)} for p in packages]
+        qcow2 = f"{name}.qcow2" if "qcow2" in formats else None
+        beside.write(tmp, output_root / name, name, machine, formats, pkg_dicts, qcow2_file=qcow2,
+                     image_sha256=known.get(qcow2 or ""), known=known)
         make_read_only(tmp)
         fsync_tree(tmp)
         at("assembled")

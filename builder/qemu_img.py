@@ -39,13 +39,14 @@ def overlay(backing: Path, new: Path, what: str = "overlay", *, backing_format: 
     return new
 
 
-def info(path: Path, what: str = "image") -> dict:
-    return json.loads(run(["info", "--output=json", str(path)], what))
+def info(path: Path, what: str = "image", *, fmt: str | None = None) -> dict:
+    return json.loads(run(["info", "--output=json", *(["-f", fmt] if fmt else []), str(path)], what))
 
 
 def convert(src: Path, dst: Path, fmt: str, *, compress: bool = False, options: str | None = None,
-            what: str = "convert") -> Path:
-    args = ["convert", "-O", fmt]
+            what: str = "convert", src_format: str | None = None) -> Path:
+    # src_format: an image that came from outside is read as the format its probe found, never re-probed
+    args = ["convert", *(["-f", src_format] if src_format else []), "-O", fmt]
     if compress:
         args.append("-c")
     if options:

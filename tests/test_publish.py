@@ -22,7 +22,7 @@ HERE = Path(__file__).parent
 def _state(output: Path) -> str:
     """The label of the complete output at output/pub, failing on anything partial."""
     final = output / "pub"
-    assert sorted(p.name for p in final.iterdir()) == ["manifest.json", "pub.qcow2"]
+    assert sorted(p.name for p in final.iterdir()) == ["SHA256SUMS", "manifest.json", "pub.qcow2", "sbom.spdx.json"]
     json.loads((final / "manifest.json").read_text())          # complete JSON
     data = (final / "pub.qcow2").read_bytes()
     label = data[:3].decode()

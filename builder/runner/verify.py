@@ -57,6 +57,7 @@ class VerifyTarget:
     # Windows guests (found by inspection when injecting):
     disk_bus: str = "virtio-blk"      # the bus the image's drivers are for: virtio-blk | virtio-scsi
     build: str | None = None          # expected CurrentBuildNumber; None: what the disk's hive says
+    via: str = "qemu"                 # "libvirt": boot our domain XML through a real libvirt (runner.libvirt_boot)
 
     @property
     def label(self) -> str:
@@ -192,27 +193,16 @@ def verify_image(target: VerifyTarget, out_dir: Path, *, accel: Accel | None = N
                                name=f"ironforge-verify-{_safe_name(target.label)}")
             stall = target.stall
         cfg = WatchConfig(nonce=nonce, timeout=target.timeout, stall=stall, kvm=accel.kvm)
-        shot = None
         log.info("verify %s: booting %s %s guest under %s", target.label, expected_arch, firmware,
                  accel.mode.upper())
-        with QemuMachine(spec) as m:
-            m.start()
-            follower = SerialFollower(serial)
-            try:
-                def poll_exit():
-                    if cancel is not None and cancel.is_set():
-                        raise VerifyError(f"verify {target.label}: cancelled")  # the with-block kills QEMU
-                    return m.returncode
+        if target.via == "libvirt":
+            from builder.runner.libvirt_boot import boot as libvirt_boot
 
-                outcome = watch(follower, cfg, poll_exit, interval=interval, start=m.started_at)
-            finally:
-                follower.close()
-            if not outcome.ok and m.running():
-                try:
-                    shot = str(m.screendump(screenshot))
-                except Exception as exc:  # noqa: BLE001 - evidence is best effort; the verdict stands
-                    log.warning("verify %s: no screenshot: %s", target.label, exc)
-            stderr = m.stderr_text() if not outcome.ok else ""
+            outcome = libvirt_boot(spec, cfg, interval=interval,
+                                   cancel=(lambda: cancel.is_set()) if cancel is not None else None)
+            stderr, shot = "", None
+        else:
+            outcome, shot, stderr = _boot_qemu(spec, cfg, target, screenshot, interval, cancel)
         result = VerifyResult(
             image=str(target.image), name=target.label, arch=expected_arch, accel=accel.mode, firmware=firmware,
             status=PASSED, reason=outcome.status, message=outcome.message, hint=outcome.hint,
@@ -241,6 +231,30 @@ def verify_image(target: VerifyTarget, out_dir: Path, *, accel: Accel | None = N
         return result
     finally:
         shutil.rmtree(work, ignore_errors=True)
+
+
+def _boot_qemu(spec, cfg, target, screenshot, interval, cancel):
+    """The QemuMachine boot: the outcome, a screenshot of a failed boot, QEMU's stderr."""
+    shot = None
+    with QemuMachine(spec) as m:
+        m.start()
+        follower = SerialFollower(spec.serial_log)
+        try:
+            def poll_exit():
+                if cancel is not None and cancel.is_set():
+                    raise VerifyError(f"verify {target.label}: cancelled")  # the with-block kills QEMU
+                return m.returncode
+
+            outcome = watch(follower, cfg, poll_exit, interval=interval, start=m.started_at)
+        finally:
+            follower.close()
+        if not outcome.ok and m.running():
+            try:
+                shot = str(m.screendump(screenshot))
+            except Exception as exc:  # noqa: BLE001 - evidence is best effort; the verdict stands
+                log.warning("verify %s: no screenshot: %s", target.label, exc)
+        stderr = m.stderr_text() if not outcome.ok else ""
+    return outcome, shot, stderr
 
 
 def verify_fleet(targets: list[VerifyTarget], parallel: int = 2, timeout: float | None = None,

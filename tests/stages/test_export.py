@@ -71,7 +71,8 @@ def test_publish_is_atomic_and_complete(built, tmp_path):
     assert out == tmp_path / "output" / "tiny"
     assert out.stat().st_mode & 0o777 == 0o755
     names = sorted(p.name for p in out.iterdir())
-    assert names == ["manifest.json", "packages.txt", "tiny.qcow2", "tiny.raw", "tiny.vmdk"]
+    assert names == ["SHA256SUMS", "manifest.json", "packages.txt", "sbom.spdx.json", "tiny.qcow2", "tiny.raw",
+                     "tiny.vmdk"]
     m = json.loads((out / "manifest.json").read_text())
     assert m["recipe"]["name"] == "tiny"
     assert [s["name"] for s in m["stages"]] == ["base", "drivers", "export"]
@@ -109,3 +110,57 @@ def test_second_run_hits_and_export_reruns_on_format_change(tmp_path):
     assert [s.hit for s in r.steps] == [True, True, False]
     assert r.steps[2].reason == "outputs.formats changed"
     assert Path(r.artifacts["export"].path("raw")).exists()
+
+
+def test_recipe_formats_publish_with_domain_xml_sums_and_sbom(tmp_path):
+    """outputs.formats with the platform formats: each is a file of the export artifact; publish
+    writes the libvirt XML naming the published qcow2, an SBOM of the same packages as
+    packages.txt, and SHA256SUMS over everything."""
+    eng = Engine(store=Store(tmp_path / "cache"), accel=Accel("tcg", "test"))
+    recipe = _recipe(["ova", "vhd-azure", "libvirt"])
+    recipe.values["verify"] = {"memory": 768, "cpus": 3}
+    recipe.values["firmware"] = "uefi"
+    result = eng.run(recipe, [BASE, DRIVERS, export.STAGE])
+    art = result.artifacts["export"]
+    assert art.data["machine"]["memory_mib"] == 768 and art.data["machine"]["vcpus"] == 3
+    assert qemu_img.info(art.path("vhd-azure"), fmt="vpc")["virtual-size"] == 64 << 20
+    out = publish(result, tmp_path / "output", eng.accel, None)
+    assert sorted(p.name for p in out.iterdir()) == [
+        "SHA256SUMS", "manifest.json", "packages.txt", "sbom.spdx.json", "tiny.ova", "tiny.qcow2", "tiny.vhd",
+        "tiny.xml"]
+    xml = (out / "tiny.xml").read_text()
+    assert f"<source file=\"{out.resolve() / 'tiny.qcow2'}\"" in xml
+    assert '<os firmware="efi">' in xml and '<vcpu placement="static">3</vcpu>' in xml
+    subprocess.run(["sha256sum", "-c", "--strict", "--quiet", "SHA256SUMS"], cwd=out, check=True)
+    doc = json.loads((out / "sbom.spdx.json").read_text())
+    listed = sorted((p["name"], p["versionInfo"]) for p in doc["packages"] if p["SPDXID"] != "SPDXRef-Image")
+    from_txt = sorted(tuple(line.split("\t")[:2]) for line in (out / "packages.txt").read_text().splitlines())
+    assert listed == from_txt == [("busybox", "1")]
+    # a format change re-runs export only; the machine shape is part of its key
+    recipe.values["verify"] = {"memory": 1024, "cpus": 3}
+    r = eng.run(recipe, [BASE, DRIVERS, export.STAGE])
+    assert [s.hit for s in r.steps] == [True, True, False]
+
+
+def _huge_base(ctx, inputs):
+    img = ctx.workdir / "image.qcow2"
+    subprocess.run(["qemu-img", "create", "-q", "-f", "qcow2", str(img), "2041G"], check=True)
+    return Output(files={"image": "image.qcow2"})
+
+
+def test_a_format_that_cannot_hold_the_image_is_a_usage_error(tmp_path):
+    from builder.errors import UsageError
+    eng = Engine(store=Store(tmp_path / "cache"), accel=Accel("tcg", "test"))
+    with pytest.raises(UsageError, match="vhd-azure") as exc:
+        eng.run(_recipe(["qcow2", "vhd-azure"]), [StageDef("base", 1, (), _huge_base, tools=("qemu-img",)),
+                                                  export.STAGE])
+    assert exc.value.exit_code == 2
+
+
+def test_manifest_lists_formats_and_the_machine_apart(tmp_path):
+    eng = Engine(store=Store(tmp_path / "cache"), accel=Accel("tcg", "test"))
+    result = eng.run(_recipe(["qcow2", "vdi"]), [BASE, DRIVERS, export.STAGE])
+    out = publish(result, tmp_path / "output", eng.accel, None)
+    m = json.loads((out / "manifest.json").read_text())
+    assert sorted(m["image"]) == ["qcow2", "vdi"]
+    assert m["machine"]["memory_mib"] == 1024 and m["machine"]["firmware"] == "bios"
