@@ -9,7 +9,7 @@ DEB_PACKAGES := qemu-system-x86 qemu-utils libguestfs-tools python3-guestfs pyth
                 linux-image-amd64 mmdebstrap gpgv gnupg debian-archive-keyring xorriso \
                 busybox-static ovmf cpio fdisk e2fsprogs dosfstools debconf curl arch-test \
                 python3-venv python3-pip wimtools python3-defusedxml swtpm swtpm-tools \
-                libvirt-clients libxml2-utils vagrant vagrant-libvirt virt-v2v \
+                libvirt-clients libxml2-utils vagrant vagrant-libvirt \
                 libvirt-daemon libvirt-daemon-driver-qemu
 
 RECIPE ?= debian-12-amd64
