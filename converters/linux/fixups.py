@@ -63,8 +63,10 @@ def _merge(edits: list[FileEdit], original: dict[str, str | None]) -> list[FileE
     for e in edits:
         prev = by.get(e.path)
         why = f"{prev.why}; {e.why}" if prev else e.why
-        by[e.path] = FileEdit(e.path, e.new, why, original.get(e.path), e.link)
-    return [e for e in by.values() if e.link is not None or e.new != e.old]
+        old = original[e.path] if e.path in original else (prev.old if prev else e.old)
+        by[e.path] = FileEdit(e.path, e.new, why, old, e.link)
+    # a removal stays even when the file's text was never read (a symlink)
+    return [e for e in by.values() if e.link is not None or e.new is None or e.new != e.old]
 
 
 def refuse_unsupported(facts: dict) -> None:

@@ -88,8 +88,10 @@ def _facts(**over):
 
 
 def test_plan_merges_edits_per_file_and_lists_every_reason():
-    p = fixups.plan(_facts())
+    hvc = f"{console.WANTS}/serial-getty@hvc0.service"
+    p = fixups.plan(_facts(getty_links={hvc: console.GETTY_TEMPLATE}))
     by = {e.path: e for e in p.edits}
+    assert by[hvc].action == "remove" and by[f"{console.WANTS}/serial-getty@ttyS0.service"].action == "symlink"
     g = by["/etc/default/grub"]
     assert g.new == 'GRUB_CMDLINE_LINUX="console=ttyS0,115200 root=UUID=1111-root"\n'
     assert "UUID" in g.why and "console=hvc0" in g.why and g.old.startswith("GRUB_CMDLINE")
