@@ -9,11 +9,11 @@ from builder.recipe import Recipe
 from builder.stage import StageDef
 
 
-# build.method = "convert": its own stages live in converters/; drivers, export and verify are
-# the family-neutral ones builds use
+# build.method = "convert": its own stages live in converters/ (its drivers stage hands Linux
+# guests to builder.stages.drivers); export and verify are the ones builds use
 CONVERT_STAGES = ("import", "inspect", "convert", "drivers", "export")
 CONVERT_MODULES = {"import": "converters.stages.import_", "inspect": "converters.stages.inspect",
-                   "convert": "converters.stages.convert", "drivers": "builder.stages.drivers",
+                   "convert": "converters.stages.convert", "drivers": "converters.stages.drivers",
                    "export": "builder.stages.export", "verify": "builder.stages.verify"}
 
 

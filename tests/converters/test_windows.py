@@ -4,15 +4,10 @@ made with python3-hivex (tests/windows/phony.py): no Windows here; no launch."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
+from windows.phony import _dw, make_hive
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "windows"))
-
-from phony import _dw, make_hive  # noqa: E402
-
-from builder.windows.hive_edits import Hive  # noqa: E402
-from converters import windows  # noqa: E402
+from builder.windows.hive_edits import Hive
+from converters import windows
 
 
 def test_present_pv_services_are_disabled_and_others_left_alone(tmp_path):
