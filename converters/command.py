@@ -70,7 +70,6 @@ def _inspect_source(src, accel, workdir: Path) -> dict:
 
 def planned_fixups(facts: dict, vm: dict | None) -> list[str]:
     from builder import settings
-    from converters.linux import fixups
     from converters.stages.convert import plan_for
     if facts.get("type") == "rootfs":
         return ["convert: a container root filesystem into a VM: not implemented yet"]

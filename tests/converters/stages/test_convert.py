@@ -148,3 +148,14 @@ def test_converted_xen_guest_boots(converted, tmp_path):
     r = cli("verify", "--json", "--evidence-dir", tmp_path / "ev", converted["image"],
             cache=converted["cache"], out=converted["out"], timeout=3600)
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+    serial_log_shows_the_fixes((tmp_path / "ev" / converted["image"].stem / "serial.log").read_text(errors="replace"))
+
+
+def serial_log_shows_the_fixes(log: str) -> None:
+    """root by UUID on the kernel's own command line, the virtio disk, a login on ttyS0, and the
+    virtio NIC renamed to eth0 so the guest's ifupdown configuration brought it up."""
+    cmdline = next(ln for ln in log.splitlines() if "Kernel command line:" in ln)
+    assert "root=UUID=" in cmdline and "root=/dev/" not in cmdline and "hvc0" not in cmdline
+    assert "[vda]" in log and "login:" in log
+    assert re.search(r"virtio_net \S+ eth0: renamed from", log)
+    assert "ifup for eth0" in log
