@@ -13,6 +13,7 @@ import hashlib
 import os
 import re
 import shutil
+import subprocess
 from pathlib import Path
 
 from shared_cache import cache_root
@@ -24,13 +25,37 @@ from builder.host.guestfs_session import Drive, session
 
 XEN_MAC = "00:16:3e:12:34:56"
 WANTS = "/etc/systemd/system/getty.target.wants"
+# a STAND-IN for VMware's tools under their Debian name (the real package pulls in dependencies
+# the offline appliance cannot fetch): installed with the guest's dpkg, so its removal is real
+STANDIN_TOOLS = "open-vm-tools"
+STANDIN_MARKER = "/usr/share/doc/open-vm-tools/ironforge-standin"
 
 
-def _xen_layout(g) -> None:
+def standin_tools_deb(dest: Path) -> Path:
+    root = dest / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        f"Package: {STANDIN_TOOLS}\nVersion: 2:12.2.0-1+ironforge.standin\nArchitecture: all\n"
+        "Maintainer: ironforge tests <tests@ironforge.invalid>\n"
+        "Description: stand-in for VMware guest tools (conversion tests)\n")
+    marker = root / STANDIN_MARKER.lstrip("/")
+    marker.parent.mkdir(parents=True)
+    marker.write_text("stand-in\n")
+    deb = dest / "standin.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)], check=True,
+                   capture_output=True)
+    return deb
+
+
+def _xen_layout(g, deb: Path) -> None:
     """What a Debian 12 domU under Xen PV looks like (spec §7): /dev/xvda1 in fstab and root=,
     console=hvc0 with its getty, GRUB told not to use UUIDs, an initramfs configuration listing
-    only Xen's block and net front-ends, eth0 configured by ifupdown and bound to its MAC."""
+    only Xen's block and net front-ends, eth0 configured by ifupdown and bound to its MAC; plus
+    foreign guest tools (the stand-in package) for the removal to find."""
     with guest_os.opened(g, what="xen fixture", want_type="linux", trim_after=False) as guest:
+        g.upload(str(deb), "/var/tmp/standin.deb")
+        g.command(["dpkg", "-i", "/var/tmp/standin.deb"])
+        g.rm("/var/tmp/standin.deb")
         uuid = g.vfs_uuid(guest.root)
         g.write("/etc/fstab", g.cat("/etc/fstab").replace(f"UUID={uuid}", "/dev/xvda1").encode())
         grub = re.sub(r"^GRUB_CMDLINE_LINUX=.*$", 'GRUB_CMDLINE_LINUX="console=hvc0 root=/dev/xvda1"',
@@ -72,7 +97,7 @@ def xen_amd64() -> Path:
         layer = tmp / "layer.qcow2"
         qemu_img.overlay(base.image, layer, what="xen fixture overlay")
         with session([Drive(layer, "qcow2", readonly=False)], choose(), what="xen fixture") as g:
-            _xen_layout(g)
+            _xen_layout(g, standin_tools_deb(tmp))
         qemu_img.convert(layer, tmp / img.name, "qcow2", what="xen fixture flatten")
         layer.unlink()
         try:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from convert_fixtures import XEN_MAC, xen_amd64
+from convert_fixtures import STANDIN_MARKER, STANDIN_TOOLS, XEN_MAC, xen_amd64
 from linux_bootstrap_support import host_lsinitramfs
 
 from builder.host.accel import choose
@@ -57,6 +57,8 @@ def readback(converted):
         for p in ("/etc/fstab", "/etc/default/grub", "/boot/grub/grub.cfg", "/etc/initramfs-tools/modules",
                   "/etc/udev/rules.d/70-persistent-net.rules", "/etc/systemd/network/10-ironforge-virtio-nic.link"):
             f[p] = g.cat(p) if g.is_file(p) else None
+        f["dpkg_status"] = g.cat("/var/lib/dpkg/status")
+        f["standin_marker"] = g.exists(STANDIN_MARKER)
         wants = "/etc/systemd/system/getty.target.wants"
         f["gettys"] = {n: g.readlink(f"{wants}/{n}") for n in g.ls(wants)}
         f["initramfs"] = {n[len("initrd.img-"):]: host_lsinitramfs(g.read_file(f"/boot/{n}"))
@@ -102,6 +104,16 @@ def test_network_mac_rule_dropped_and_eth0_moved_to_the_virtio_nic(readback, con
     assert "Driver=virtio_net" in link and "Name=eth0" in link   # a bare disk keeps no MAC
     net = converted["manifest"]["conversion"]["plan"]["network"]
     assert net["action"] == "moved" and net["interface"] == "eth0" and net["method"] == "dhcp"
+
+
+def test_foreign_tools_purged_with_the_guests_dpkg(readback, converted):
+    conv = converted["manifest"]["conversion"]
+    assert converted["manifest"]["inputs"]["inspect"]["facts"]["foreign_tools"] == [STANDIN_TOOLS]
+    assert [c["command"] for c in conv["plan"]["commands"]] == [
+        f"env DEBIAN_FRONTEND=noninteractive dpkg --purge {STANDIN_TOOLS}"]
+    assert "VMware guest tools" in conv["plan"]["commands"][0]["why"]
+    assert not re.search(rf"^Package: {STANDIN_TOOLS}$", readback["dpkg_status"], re.M)
+    assert not readback["standin_marker"]
 
 
 def test_report_lists_each_change_with_its_reason(converted):
