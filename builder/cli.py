@@ -363,7 +363,8 @@ def convert_cmd(app: App, srcs, name, arch, dry_run, import_only, no_verify, as_
             for note in (res["vm"] or {}).get("notes", []) + res["skipped"][:20]:
                 click.echo(f"  note: {note}")
         return
-    res = build_one(app, command.recipe_for(list(srcs), name, arch), False, not no_verify, False, opts)
+    r = command.recipe_from_inspection(app.engine(options=opts), list(srcs), name, arch)
+    res = build_one(app, r, False, not no_verify, False, opts)
     res["conversion"] = command.published_summary(Path(res["output"]))
     if as_json:
         _emit_json(res)

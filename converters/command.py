@@ -31,16 +31,36 @@ def default_name(srcs: list[Path]) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "converted"
 
 
-def recipe_for(srcs: list[Path], name: str | None, arch: str | None) -> Recipe:
+def recipe_for(srcs: list[Path], name: str | None, arch: str | None, firmware: str | None = None) -> Recipe:
     """An in-memory recipe for the command line's SRC…; os.family is a placeholder until the
     inspect stage finds the guest's own (no stage before it reads os.*)."""
     doc = {"arch": arch or "amd64", "os": {"family": "debian", "release": "12"},
            "build": {"method": "convert"}, "source": {"image": {"path": str(Path(srcs[0]).absolute())}}}
+    if firmware:
+        doc["firmware"] = firmware
     values, problems = validate(doc, file="<ironforge convert>")
     if problems:
         raise RecipeError(problems)
     return Recipe(name=name or default_name(srcs), path=None, values=values,
                   digest=hashlib.sha256(canonical_json(values).encode()).hexdigest())
+
+
+def recipe_from_inspection(engine, srcs: list[Path], name: str | None, arch: str | None) -> Recipe:
+    """Run (or hit) import and inspect — neither reads arch or firmware, so their keys do not
+    depend on them — then the recipe with the guest's own arch and firmware, which the verify
+    stage boots with (a 32-bit or UEFI guest booted as amd64 BIOS would fail for no fault of its
+    own). ``arch`` from the command line wins."""
+    from builder import arch as archmod
+    from builder.cache.lease import Lease
+    r = recipe_for(srcs, name, arch)
+    with Lease(engine.store) as lease:
+        res = engine.run(r, [pipeline.load_stage(n, r) for n in ("import", "inspect")], lease=lease)
+    facts = res.artifacts["inspect"].data
+    word = arch
+    if not word and facts.get("type") == "linux" and facts.get("arch") in archmod.ALIASES:
+        word = archmod.family_word("debian", facts["arch"])
+    fw = facts.get("firmware") if facts.get("firmware") in ("bios", "uefi") else None
+    return recipe_for(srcs, name, word, fw)
 
 
 def options(srcs: list[Path], name: str | None) -> dict:
