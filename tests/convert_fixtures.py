@@ -84,10 +84,15 @@ def _key(base_key: str) -> str:
 
 def xen_amd64() -> Path:
     """The Xen PV fixture (amd64), built once per machine."""
+    return xen("amd64")
+
+
+def xen(arch: str) -> Path:
+    """The Xen PV fixture from ironforge's Debian 12 image for ``arch`` (amd64, i386)."""
     from linux_bootstrap_support import build
-    base = build("debian-12-amd64").artifacts["drivers"]
+    base = build(f"debian-12-{arch}").artifacts["drivers"]
     d = cache_root() / "convert-fixtures" / _key(base.key)
-    img = d / "xen-amd64.qcow2"
+    img = d / f"xen-{arch}.qcow2"
     if img.is_file():
         return img
     tmp = d.parent / f".{d.name}.tmp-{os.getpid()}"

@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import re
 
+from converters.linux import devices
 from converters.linux.edits import FileEdit, edit
 
 PV = ("hvc0", "xvc0")
@@ -28,9 +29,7 @@ def plan(files: dict[str, str | None], links: dict[str, str]) -> list[FileEdit]:
     for path, text in files.items():
         if text is None:
             continue
-        if path in ("/etc/default/grub", "/etc/kernel/cmdline", "/boot/grub/grub.cfg",
-                    "/boot/grub/menu.lst", "/boot/grub2/grub.cfg", "/etc/sysconfig/grub") \
-                or path.startswith("/etc/default/grub.d/"):
+        if devices.holds_cmdline(path):
             new = rewrite_cmdline(text)
             if new != text:
                 edits.append(edit(files, path, new, "console=hvc0/xvc0 -> console=ttyS0,115200 "

@@ -92,6 +92,12 @@ def rewrite_device_map(text: str) -> str:
 CMDLINE_FILES = ("/etc/default/grub", "/etc/kernel/cmdline", "/boot/grub/grub.cfg",
                  "/boot/grub/menu.lst", "/boot/grub2/grub.cfg", "/etc/sysconfig/grub",
                  "/etc/initramfs-tools/conf.d/resume")
+# folders whose files hold kernel command lines: GRUB drop-ins, BLS entries (RHEL family)
+CMDLINE_DIRS = ("/etc/default/grub.d/", "/boot/loader/entries/")
+
+
+def holds_cmdline(path: str) -> bool:
+    return path in CMDLINE_FILES or path.startswith(CMDLINE_DIRS)
 
 
 def plan(files: dict[str, str | None], uuids: dict[str, str]) -> list[FileEdit]:
@@ -101,7 +107,7 @@ def plan(files: dict[str, str | None], uuids: dict[str, str]) -> list[FileEdit]:
         new, changed = rewrite_fstab(fstab, uuids)
         edits.append(edit(files, "/etc/fstab", new, "device names by UUID (the disks are virtio now): "
                           + "; ".join(changed)))
-    for path in [p for p in files if p in CMDLINE_FILES or p.startswith("/etc/default/grub.d/")]:
+    for path in [p for p in files if holds_cmdline(p)]:
         text = files[path]
         if text is None:
             continue

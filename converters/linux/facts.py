@@ -24,7 +24,7 @@ FILES = ("/etc/fstab", "/etc/default/grub", "/etc/kernel/cmdline", "/boot/grub/g
          "/boot/grub2/device.map", "/etc/inittab", "/etc/securetty", "/etc/initramfs-tools/modules",
          "/etc/initramfs-tools/initramfs.conf", "/etc/initramfs-tools/conf.d/resume",
          "/etc/network/interfaces", *network.RULES, network.LINK)
-DIRS = ("/etc/default/grub.d", "/etc/network/interfaces.d", "/etc/netplan",
+DIRS = ("/etc/default/grub.d", "/boot/loader/entries", "/etc/network/interfaces.d", "/etc/netplan",
         "/etc/NetworkManager/system-connections", "/etc/systemd/network")
 
 VIRTIO = ("virtio_blk", "virtio_net", "virtio_pci", "virtio_scsi")
@@ -127,7 +127,7 @@ def fstab_entries(text: str | None) -> list[dict]:
 def cmdline_consoles(files: dict[str, str | None]) -> list[str]:
     found = set()
     for p, t in files.items():
-        if t and (p in devices.CMDLINE_FILES or p.startswith("/etc/default/grub.d/")):
+        if t and devices.holds_cmdline(p):
             found.update(re.findall(r"\bconsole=([A-Za-z0-9]+)", t))
     return sorted(found)
 
@@ -140,7 +140,7 @@ def collect(g, root: str) -> dict:
     fw = firmware(g)
     uuids = {}
     for dev, fstype in g.list_filesystems().items():
-        if fstype not in ("unknown", "") and not dev.startswith("/dev/mapper/"):
+        if fstype not in ("unknown", ""):
             try:
                 u = g.vfs_uuid(dev)
             except Exception:  # noqa: BLE001 - a filesystem without a UUID
@@ -159,6 +159,7 @@ def collect(g, root: str) -> dict:
         "arch": arch, "bits": 32 if arch in ("i386", "i486", "i586", "i686", "armv7l") else 64,
         "package_format": pkgfmt,
         "root": root,
+        "root_is_lv": bool(g.is_lv(root)),
         "mountpoints": g.inspect_get_mountpoints(root),
         "uuids": uuids,
         **fw,

@@ -149,14 +149,20 @@ def apply_edit(g, e: FileEdit) -> None:
         g.write(e.path, e.new.encode())
 
 
-def check_grub_cfg(text: str, root_uuid: str) -> list[str]:
-    """Every Linux entry boots root=UUID=<root> with no Xen console left."""
+def check_grub_cfg(text: str, root_uuid: str | None, lvm: bool = False) -> list[str]:
+    """Every Linux entry boots root=UUID=<root> (an LVM root: its /dev/mapper name, which GRUB
+    writes for LVM and which is the same under any bus) with no Xen console left. The kernel takes
+    the last root= of a line."""
     problems = []
     entries = [ln.strip() for ln in text.splitlines() if re.match(r"\s*linux(16|efi)?\s", ln)]
     if not entries:
         problems.append("no 'linux' line in grub.cfg")
     for ln in entries:
-        if f"root=UUID={root_uuid}" not in ln:
+        roots = re.findall(r"\broot=(\S+)", ln)
+        last = roots[-1] if roots else None
+        ok = (root_uuid is not None and last == f"UUID={root_uuid}") or \
+             (lvm and last is not None and last.startswith("/dev/mapper/"))
+        if not ok:
             problems.append(f"not root=UUID={root_uuid}: {ln}")
         if re.search(r"console=(hvc|xvc)0", ln):
             problems.append(f"Xen console left: {ln}")
@@ -192,7 +198,7 @@ def apply(g, p: Plan, facts: dict, logger: logging.Logger | None = None) -> dict
         guest_command(g, ["update-grub"], limit=GRUB_LIMIT)
         cfg_path = "/boot/grub/grub.cfg" if g.is_file("/boot/grub/grub.cfg") else "/boot/grub2/grub.cfg"
         cfg = g.cat(cfg_path)
-        problems = check_grub_cfg(cfg, root_uuid) if root_uuid else ["the root filesystem has no UUID"]
+        problems = check_grub_cfg(cfg, root_uuid, lvm=bool(facts.get("root_is_lv")))
         if problems:
             raise BuildError("the regenerated grub.cfg would not boot the converted guest:\n  "
                              + "\n  ".join(problems[:10]),

@@ -19,13 +19,14 @@ RULES = ("/etc/udev/rules.d/70-persistent-net.rules", "/etc/udev/rules.d/75-pers
 LINK = "/etc/systemd/network/10-ironforge-virtio-nic.link"
 _STANZA = re.compile(r"^\s*(?:iface|auto|allow-hotplug|allow-auto)\s+(.*)$", re.M)
 _IFACE = re.compile(r"^\s*iface\s+(\S+)\s+(inet6?)\s+(\S+)", re.M)
+_IFNAME = re.compile(r"^[A-Za-z][A-Za-z0-9_-]{0,14}$")   # what the kernel accepts, less the odd ones
 
 
 def ifupdown_interfaces(text: str) -> dict[str, str]:
     """Configured interfaces (not lo) -> method (dhcp, static, manual…) of their first family."""
     out: dict[str, str] = {}
     for m in _IFACE.finditer(text or ""):
-        if m.group(1) != "lo" and ":" not in m.group(1):
+        if m.group(1) != "lo" and _IFNAME.match(m.group(1)):
             out.setdefault(m.group(1), m.group(3))
     return out
 

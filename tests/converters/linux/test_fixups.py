@@ -72,6 +72,8 @@ def test_network_single_interface_is_moved_to_the_virtio_nic_by_mac():
     assert decision["action"] == "moved" and decision["method"] == "static"
     _, two = network.plan({"/etc/network/interfaces": "iface eth0 inet dhcp\niface eth1 inet dhcp\n"}, [])
     assert two["action"] == "unchanged" and "2 interfaces" in two["reason"]
+    _, odd = network.plan({"/etc/network/interfaces": "iface eth0;x inet dhcp\n"}, [])
+    assert odd["action"] == "unchanged"
 
 
 def _facts(**over):
@@ -113,3 +115,16 @@ def test_generated_grub_cfg_check_catches_the_appliance_device_leak():
     assert fixups.check_grub_cfg(bad, "1111-root")
     good = bad.replace("root=/dev/sda1", "root=UUID=1111-root")
     assert fixups.check_grub_cfg(good, "1111-root") == []
+    # the kernel takes the last root=: a stale device after the UUID still fails
+    assert fixups.check_grub_cfg(good.replace(" ro ", " ro root=/dev/xvda1 "), "1111-root")
+    lvm = bad.replace("root=/dev/sda1", "root=/dev/mapper/rhel-root")
+    assert fixups.check_grub_cfg(lvm, "1111-root", lvm=True) == []
+    assert fixups.check_grub_cfg(lvm, "1111-root")
+
+
+def test_bls_entries_and_grub_dropins_are_command_lines_too():
+    files = {"/boot/loader/entries/abc-5.14.conf": "options root=/dev/xvda1 console=hvc0 ro\n",
+             "/etc/default/grub.d/50-cloud.cfg": 'GRUB_CMDLINE_LINUX_DEFAULT="console=xvc0"\n'}
+    by = {e.path: e for e in fixups.plan(_facts(files=files, bootloader="none")).edits}
+    assert by["/boot/loader/entries/abc-5.14.conf"].new == "options root=UUID=1111-root console=ttyS0,115200 ro\n"
+    assert "console=ttyS0,115200" in by["/etc/default/grub.d/50-cloud.cfg"].new

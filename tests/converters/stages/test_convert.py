@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from convert_fixtures import STANDIN_MARKER, STANDIN_TOOLS, XEN_MAC, xen_amd64
+from convert_fixtures import STANDIN_MARKER, STANDIN_TOOLS, XEN_MAC, xen, xen_amd64
 from linux_bootstrap_support import host_lsinitramfs
 
 from builder.host.accel import choose
@@ -171,3 +171,22 @@ def serial_log_shows_the_fixes(log: str) -> None:
     assert "[vda]" in log and "login:" in log
     assert re.search(r"virtio_net \S+ eth0: renamed from", log)
     assert "ifup for eth0" in log
+
+
+@pytest.mark.slow
+@pytest.mark.boot
+def test_converted_xen_i386_guest_boots(tmp_path):
+    """The 32-bit Xen PV guest: converted with no --arch (inspection says i386 and the recipe
+    takes it), then boot-verified by ironforge verify."""
+    src = xen("i386")
+    cache, out = tmp_path / "cache", tmp_path / "output"
+    r = cli("convert", "--no-verify", "--json", "--name", "xen12-i386", src, cache=cache, out=out)
+    assert r.returncode == 0, r.stderr[-4000:]
+    res = json.loads(r.stdout)
+    man = json.loads((Path(res["output"]) / "manifest.json").read_text())
+    facts = man["inputs"]["inspect"]["facts"]
+    assert (facts["arch"], facts["bits"]) == ("i386", 32) and man["recipe"]["arch"] == "i686"
+    assert man["conversion"]["done"]["grub"]["root"].startswith("UUID=")
+    r = cli("verify", "--json", "--evidence-dir", tmp_path / "ev", res["image"], cache=cache, out=out, timeout=3600)
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
+    serial_log_shows_the_fixes((tmp_path / "ev" / "xen12-i386" / "serial.log").read_text(errors="replace"))
