@@ -332,7 +332,7 @@ def build_cmd(app: App, names, all_, force, jobs, no_verify, offline, as_json):
 @cli.command("convert")
 @click.argument("srcs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--name", default=None, help="Name of the converted guest (default: from the source).")
-@click.option("--arch", default=None, help="Guest arch (default amd64).")
+@click.option("--arch", default=None, help="Guest arch (default: what inspection finds).")
 @click.option("--dry-run", is_flag=True, help="Check the sources, inspect the guest read-only and print the planned changes; write nothing.")
 @click.option("--import-only", is_flag=True, help="Stop after the import stage (exit 0).")
 @click.option("--no-verify", is_flag=True, help="Skip the boot verification stage.")
