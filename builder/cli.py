@@ -332,17 +332,20 @@ def build_cmd(app: App, names, all_, force, jobs, no_verify, offline, as_json):
 @cli.command("convert")
 @click.argument("srcs", nargs=-1, required=True, type=click.Path(path_type=Path))
 @click.option("--name", default=None, help="Name of the converted guest (default: from the source).")
-@click.option("--arch", default=None, help="Guest arch (default amd64).")
-@click.option("--dry-run", is_flag=True, help="Check the sources and print the plan; write nothing.")
+@click.option("--arch", default=None, help="Guest arch (default: what inspection finds).")
+@click.option("--dry-run", is_flag=True, help="Check the sources, inspect the guest read-only and print the planned changes; write nothing.")
 @click.option("--import-only", is_flag=True, help="Stop after the import stage (exit 0).")
+@click.option("--no-verify", is_flag=True, help="Skip the boot verification stage.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def convert_cmd(app: App, srcs, name, arch, dry_run, import_only, as_json):
+def convert_cmd(app: App, srcs, name, arch, dry_run, import_only, no_verify, as_json):
     """Convert a foreign VM (disk, OVA, .vmx, libvirt XML, ploop) or a container rootfs."""
-    from builder.errors import NotImplementedYet
     from converters import command
+    opts = command.options(list(srcs), name)
     if dry_run:
-        plan = command.dry_run(list(srcs), name)
+        # the cached inspect facts when there is a cache; a dry run never creates one
+        engine = app.engine(options=opts) if app.cache_dir.is_dir() else None
+        plan = command.dry_run(list(srcs), name, accel=app.accel(), engine=engine, arch=arch)
         if as_json:
             _emit_json(plan)
         else:
@@ -350,18 +353,27 @@ def convert_cmd(app: App, srcs, name, arch, dry_run, import_only, as_json):
             for step in plan["steps"]:
                 click.echo(f"  {step}")
         return
-    res = command.run_import(app.engine(options=command.options(list(srcs), name)), list(srcs), name, arch)
+    if import_only:
+        res = command.run_import(app.engine(options=opts), list(srcs), name, arch)
+        if as_json:
+            _emit_json(res)
+        else:
+            click.echo(f"{res['name']}: imported {res['kind']} ({'cached' if res['cached'] else 'done'}) "
+                       f"into {res['import']['dir']}")
+            for note in (res["vm"] or {}).get("notes", []) + res["skipped"][:20]:
+                click.echo(f"  note: {note}")
+        return
+    r = command.recipe_from_inspection(app.engine(options=opts), list(srcs), name, arch)
+    res = build_one(app, r, False, not no_verify, False, opts)
+    res["conversion"] = command.published_summary(Path(res["output"]))
     if as_json:
         _emit_json(res)
     else:
-        click.echo(f"{res['name']}: imported {res['kind']} ({'cached' if res['cached'] else 'done'}) "
-                   f"into {res['import']['dir']}")
-        for note in (res["vm"] or {}).get("notes", []) + res["skipped"][:20]:
-            click.echo(f"  note: {note}")
-    if not import_only:
-        raise NotImplementedYet(f"{res['name']}: imported; the stages after import are not implemented yet: "
-                                + ", ".join(res["not_implemented"]),
-                                hint="use --import-only to stop after the import with exit 0")
+        for line in res["conversion"]:
+            click.echo(f"  {line}")
+        v = res["verification"]
+        click.echo(f"{res['recipe']}: {res['image']}  ({res['cached_stages']}/{res['stages']} stages cached, "
+                   f"{'verified' if v.get('passed') or v.get('status') == 'passed' else 'not verified' if v.get('status') == 'skipped' else 'verify: see manifest'})")
 
 
 # -- export --------------------------------------------------------------------------------------

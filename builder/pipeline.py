@@ -9,9 +9,12 @@ from builder.recipe import Recipe
 from builder.stage import StageDef
 
 
-# build.method = "convert": stages that live in converters/ (the rest land later)
+# build.method = "convert": its own stages live in converters/ (its drivers stage hands Linux
+# guests to builder.stages.drivers); export and verify are the ones builds use
 CONVERT_STAGES = ("import", "inspect", "convert", "drivers", "export")
-CONVERT_MODULES = {"import": "converters.stages.import_"}
+CONVERT_MODULES = {"import": "converters.stages.import_", "inspect": "converters.stages.inspect",
+                   "convert": "converters.stages.convert", "drivers": "converters.stages.drivers",
+                   "export": "builder.stages.export", "verify": "builder.stages.verify"}
 
 
 def stage_names(recipe: Recipe, verify: bool = True) -> list[str]:

@@ -57,6 +57,9 @@ def build_manifest(result: RunResult, accel: Accel, verification: dict | None) -
         inputs.setdefault("fetch", {})["files"] = arts["fetch"].data
     if "answer" in arts:  # Windows: what the answer CD carries (the media facts are fetch's data)
         inputs.setdefault("answer", {})["facts"] = arts["answer"].data
+    conversion = arts["convert"].data.get("conversion") if "convert" in arts else None
+    if "inspect" in arts:  # a conversion: what the source guest was
+        inputs.setdefault("inspect", {})["facts"] = arts["inspect"].data
     export = arts.get("export")
     drivers = arts.get("drivers")
     guest = {k: v for k, v in (drivers.data if drivers else {}).items() if k != "packages"}
@@ -76,6 +79,7 @@ def build_manifest(result: RunResult, accel: Accel, verification: dict | None) -
         "machine": (export.data.get("machine") if export else None),
         "guest": guest,
         "verification": verification if verification is not None else {"status": "skipped"},
+        **({"conversion": conversion} if conversion is not None else {}),
     }
 
 

@@ -8,8 +8,11 @@ What is here: the input side, every input hostile until proven otherwise.
 * ``archive/``: our tar reader and the zip rules (OVA, container tarballs);
 * ``ova.py``/``ovf.py``/``manifest.py``, ``vmx.py``, ``libvirt_xml.py``: descriptions to a
   ``model.SourceVM``; ``source.py`` classifies what the user gave and opens it;
-* ``stages/import_.py``: the ``import`` stage; ``command.py``: ``ironforge convert``.
+* ``stages/import_.py``: the ``import`` stage; ``command.py``: ``ironforge convert``;
+* ``stages/inspect.py``: read-only facts of the guest (``linux/facts.py``, ``windows.py``);
+* ``stages/convert.py``: the fix-ups in one writable launch; ``linux/`` plans them by concern
+  (``devices``, ``console``, ``tools``, ``network``; ``fixups`` merges and applies), ``windows.py``
+  adds the foreign PV services to ``builder.windows.inject``'s edits.
 
-Later stages (inspect, the Linux and Windows fix-ups, drivers, export, verify) build on
-``SourceVM`` and the import artifact; ``builder/windows`` holds the shared virtio injection.
+After ``convert`` come the family-neutral ``drivers``, ``export`` and ``verify`` stages.
 """

@@ -1,0 +1,208 @@
+"""The Linux conversion: plan every change from the facts (pure, so ``--dry-run`` prints exactly
+what ``convert`` does), then apply it in the convert stage's one writable launch.
+
+Order when applying: file edits, foreign tools removed, initramfs with virtio (rebuilt only when
+the listing lacks a module), GRUB installed on the virtio disk layout and its config regenerated
+with the guest's own grub-mkconfig, then the generated grub.cfg is checked: every kernel line must
+say root=UUID=<the root filesystem's UUID>, never a device name the appliance made up.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from dataclasses import dataclass, field
+
+from builder import settings
+from builder.errors import BuildError
+from builder.host.guestfs_session import guest_command
+from builder.linux import bootloader, initramfs
+from converters.linux import console, devices, network, tools
+from converters.linux.edits import FileEdit, GuestRun
+
+log = logging.getLogger("ironforge.convert.linux")
+
+DISTROS = ("debian", "ubuntu", "linuxmint", "kalilinux", "fedora", "rhel", "centos", "rocky",
+           "almalinux", "oraclelinux", "scientificlinux", "redhat-based")
+DRACUT_CONF = "/etc/dracut.conf.d/ironforge-virtio.conf"
+GRUB_LIMIT = 1800
+
+
+@dataclass
+class Plan:
+    edits: list[FileEdit] = field(default_factory=list)
+    removals: list[GuestRun] = field(default_factory=list)
+    initramfs: dict = field(default_factory=dict)
+    grub: dict = field(default_factory=dict)
+    network: dict = field(default_factory=dict)
+    notes: list[str] = field(default_factory=list)
+
+    def steps(self) -> list[str]:
+        """One line per change, for the dry run and the summary."""
+        out = [f"{e.action} {e.path}: {e.why}" for e in self.edits]
+        out += [f"run {' '.join(r.argv)}: {r.why}" for r in self.removals]
+        if self.initramfs:
+            out.append(f"initramfs: {self.initramfs['why']}")
+        if self.grub:
+            out.append(f"grub: {self.grub['why']}")
+        out.append(f"network: {self.network.get('action')}: "
+                   f"{self.network.get('reason') or self.network.get('interface')}")
+        return out + [f"note: {n}" for n in self.notes]
+
+    def to_dict(self) -> dict:
+        return {"files": [e.to_dict() for e in self.edits],
+                "commands": [r.to_dict() for r in self.removals],
+                "initramfs": self.initramfs, "grub": self.grub, "network": self.network,
+                "notes": self.notes}
+
+
+def _merge(edits: list[FileEdit], original: dict[str, str | None]) -> list[FileEdit]:
+    """Several planners may edit one file: one edit per path, from the original text to the
+    last, with every reason."""
+    by: dict[str, FileEdit] = {}
+    for e in edits:
+        prev = by.get(e.path)
+        why = f"{prev.why}; {e.why}" if prev else e.why
+        old = original[e.path] if e.path in original else (prev.old if prev else e.old)
+        by[e.path] = FileEdit(e.path, e.new, why, old, e.link)
+    # a removal stays even when the file's text was never read (a symlink)
+    return [e for e in by.values() if e.link is not None or e.new is None or e.new != e.old]
+
+
+def refuse_unsupported(facts: dict) -> None:
+    if facts.get("distro") not in DISTROS:
+        raise BuildError(f"conversion of {facts.get('distro')!r} Linux guests is not supported",
+                         hint="supported: Debian, Ubuntu and the RHEL family")
+    if facts.get("package_format") not in ("deb", "rpm"):
+        raise BuildError(f"the guest's package format is {facts.get('package_format')!r}, not deb or rpm")
+    ks = facts.get("kernels") or []
+    if not any(k["virtio_capable"] and k["vmlinuz"] for k in ks):
+        what = ("only Xen-PV-only kernels" if ks and all(k["xen_pv_only"] for k in ks)
+                else "no kernel with virtio_blk" if ks else "no kernel")
+        raise BuildError(f"the guest has {what}: it cannot boot from a virtio disk",
+                         hint="install a virtio-capable kernel in the guest (linux-image-amd64 / "
+                              "linux-image-686-pae) before converting; ironforge does not install one yet")
+
+
+def plan(facts: dict, macs: list[str] | None = None,
+         modules: tuple[str, ...] = settings.VIRTIO_MODULES) -> Plan:
+    refuse_unsupported(facts)
+    original: dict[str, str | None] = dict(facts["files"])
+    cur = dict(original)
+    raw: list[FileEdit] = []
+
+    def take(es):
+        for e in es:
+            raw.append(e)
+            if e.link is None:
+                cur[e.path] = e.new
+
+    take(devices.plan(cur, facts["uuids"]))
+    take(console.plan(cur, facts.get("getty_links", {})))
+    net_edits, decision = network.plan(cur, [m for m in (macs or []) if m])
+    take(net_edits)
+    p = Plan(network=decision)
+
+    fmt = facts["package_format"]
+    if fmt == "deb":
+        text = cur.get(initramfs.MODULES_FILE) or ""
+        new, added = initramfs.with_modules(text, list(modules))
+        if added:
+            take([FileEdit(initramfs.MODULES_FILE, new, f"virtio modules {', '.join(added)} always in the "
+                           "initramfs (the old configuration did not list them)", original.get(initramfs.MODULES_FILE))])
+        p.initramfs = {"tool": "initramfs-tools", "modules": list(modules), "added_to_config": added,
+                       "why": "every kernel's initramfs checked for " + ", ".join(modules)
+                              + " by its listing; update-initramfs in the guest where one is missing"}
+    else:
+        conf = f'add_drivers+=" {" ".join(modules)} "\n'
+        take([FileEdit(DRACUT_CONF, conf, "dracut adds the virtio modules to every initramfs",
+                       original.get(DRACUT_CONF))])
+        p.initramfs = {"tool": "dracut", "modules": list(modules),
+                       "why": "dracut -f for every kernel, with the virtio modules"}
+
+    p.removals = tools.plan(tools.safe_names(facts.get("foreign_tools", [])), fmt)
+    p.edits = _merge(raw, original)
+    bl = facts.get("bootloader")
+    if bl in ("grub2", "grub2-efi") and facts.get("has_update_grub"):
+        install = bl == "grub2" and facts.get("has_grub_pc") and facts.get("firmware") == "bios"
+        p.grub = {"install": bool(install), "regenerate": True,
+                  "why": ("grub-install on the disk holding /boot (a Xen PV guest booted by pygrub has no "
+                          "boot sector of its own); " if install else "")
+                         + "update-grub in the guest, then every kernel line checked for root=UUID="}
+    elif bl == "none":
+        p.notes.append("no bootloader found (grub.cfg, menu.lst): the guest needs one to boot on KVM")
+    else:
+        p.notes.append(f"bootloader {bl}: its configuration was rewritten as text, not regenerated")
+    return p
+
+
+def apply_edit(g, e: FileEdit) -> None:
+    if e.link is not None:
+        if g.is_symlink(e.path) or g.exists(e.path):
+            g.rm_f(e.path)
+        g.mkdir_p(e.path.rsplit("/", 1)[0])
+        g.ln_s(e.link, e.path)
+    elif e.new is None:
+        g.rm_f(e.path)
+    else:
+        g.mkdir_p(e.path.rsplit("/", 1)[0])
+        g.write(e.path, e.new.encode())
+
+
+def check_grub_cfg(text: str, root_uuid: str | None, lvm: bool = False) -> list[str]:
+    """Every Linux entry boots root=UUID=<root> (an LVM root: its /dev/mapper name, which GRUB
+    writes for LVM and which is the same under any bus) with no Xen console left. The kernel takes
+    the last root= of a line."""
+    problems = []
+    entries = [ln.strip() for ln in text.splitlines() if re.match(r"\s*linux(16|efi)?\s", ln)]
+    if not entries:
+        problems.append("no 'linux' line in grub.cfg")
+    for ln in entries:
+        roots = re.findall(r"\broot=(\S+)", ln)
+        last = roots[-1] if roots else None
+        ok = (root_uuid is not None and last == f"UUID={root_uuid}") or \
+             (lvm and last is not None and last.startswith("/dev/mapper/"))
+        if not ok:
+            problems.append(f"not root=UUID={root_uuid}: {ln}")
+        if re.search(r"console=(hvc|xvc)0", ln):
+            problems.append(f"Xen console left: {ln}")
+    return problems
+
+
+def apply(g, p: Plan, facts: dict, logger: logging.Logger | None = None) -> dict:
+    """Apply the plan to the mounted, writable guest; returns what was done for the report."""
+    logger = logger or log
+    done: dict = {}
+    for e in p.edits:
+        logger.info("%s %s", e.action, e.path)
+        apply_edit(g, e)
+    for r in p.removals:
+        logger.info("in guest: %s", " ".join(r.argv))
+        out = guest_command(g, list(r.argv), limit=r.limit, what=" ".join(r.argv) + " in the guest")
+        done.setdefault("removals", []).append({"command": " ".join(r.argv), "output": out[-2000:]})
+    if p.initramfs.get("tool") == "initramfs-tools":
+        done["initramfs"] = initramfs.ensure(g, p.initramfs["modules"], logger)
+    elif p.initramfs.get("tool") == "dracut":
+        for k in facts["kernels"]:
+            if k["vmlinuz"]:
+                v = k["version"]
+                guest_command(g, ["dracut", "-f", f"/boot/initramfs-{v}.img", v], limit=initramfs.UPDATE_LIMIT)
+                done.setdefault("initramfs", {}).setdefault("rebuilt", []).append(v)
+    root_uuid = facts["uuids"].get(facts["root"])
+    if p.grub:
+        if p.grub["install"]:
+            disk = bootloader.target_disk(g)
+            logger.info("in guest: grub-install --target=i386-pc %s", disk)
+            guest_command(g, ["grub-install", "--target=i386-pc", "--no-floppy", disk], limit=GRUB_LIMIT)
+        logger.info("in guest: update-grub")
+        guest_command(g, ["update-grub"], limit=GRUB_LIMIT)
+        cfg_path = "/boot/grub/grub.cfg" if g.is_file("/boot/grub/grub.cfg") else "/boot/grub2/grub.cfg"
+        cfg = g.cat(cfg_path)
+        problems = check_grub_cfg(cfg, root_uuid, lvm=bool(facts.get("root_is_lv")))
+        if problems:
+            raise BuildError("the regenerated grub.cfg would not boot the converted guest:\n  "
+                             + "\n  ".join(problems[:10]),
+                             hint="check GRUB_DISABLE_LINUX_UUID and GRUB_CMDLINE_LINUX in the guest's "
+                                  "/etc/default/grub and /etc/default/grub.d/")
+        done["grub"] = {"config": cfg_path, "installed": p.grub["install"], "root": f"UUID={root_uuid}"}
+    return done

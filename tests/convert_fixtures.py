@@ -1,0 +1,114 @@
+"""Guests laid out for other hypervisors, generated from ironforge's own Debian 12 image (built
+through the shared engine cache, tests/linux_bootstrap_support.py): no downloads.
+
+Each fixture is a qcow2 overlay over the cached image, edited in ONE writable libguestfs launch,
+then flattened into a standalone qcow2 (the import refuses backing files, as it must for a foreign
+disk), and kept in the shared test cache under a key made of the base image's key and this
+module's source, so a warm machine reuses it and an edit here rebuilds it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+from pathlib import Path
+
+from shared_cache import cache_root
+
+from builder import qemu_img
+from builder.host import guest_os
+from builder.host.accel import choose
+from builder.host.guestfs_session import Drive, session
+
+XEN_MAC = "00:16:3e:12:34:56"
+WANTS = "/etc/systemd/system/getty.target.wants"
+# a STAND-IN for VMware's tools under their Debian name (the real package pulls in dependencies
+# the offline appliance cannot fetch): installed with the guest's dpkg, so its removal is real
+STANDIN_TOOLS = "open-vm-tools"
+STANDIN_MARKER = "/usr/share/doc/open-vm-tools/ironforge-standin"
+
+
+def standin_tools_deb(dest: Path) -> Path:
+    root = dest / "pkg"
+    (root / "DEBIAN").mkdir(parents=True)
+    (root / "DEBIAN" / "control").write_text(
+        f"Package: {STANDIN_TOOLS}\nVersion: 2:12.2.0-1+ironforge.standin\nArchitecture: all\n"
+        "Maintainer: ironforge tests <tests@ironforge.invalid>\n"
+        "Description: stand-in for VMware guest tools (conversion tests)\n")
+    marker = root / STANDIN_MARKER.lstrip("/")
+    marker.parent.mkdir(parents=True)
+    marker.write_text("stand-in\n")
+    deb = dest / "standin.deb"
+    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)], check=True,
+                   capture_output=True)
+    return deb
+
+
+def _xen_layout(g, deb: Path) -> None:
+    """What a Debian 12 domU under Xen PV looks like (spec §7): /dev/xvda1 in fstab and root=,
+    console=hvc0 with its getty, GRUB told not to use UUIDs, an initramfs configuration listing
+    only Xen's block and net front-ends, eth0 configured by ifupdown and bound to its MAC; plus
+    foreign guest tools (the stand-in package) for the removal to find."""
+    with guest_os.opened(g, what="xen fixture", want_type="linux", trim_after=False) as guest:
+        g.upload(str(deb), "/var/tmp/standin.deb")
+        g.command(["dpkg", "-i", "/var/tmp/standin.deb"])
+        g.rm("/var/tmp/standin.deb")
+        uuid = g.vfs_uuid(guest.root)
+        g.write("/etc/fstab", g.cat("/etc/fstab").replace(f"UUID={uuid}", "/dev/xvda1").encode())
+        grub = re.sub(r"^GRUB_CMDLINE_LINUX=.*$", 'GRUB_CMDLINE_LINUX="console=hvc0 root=/dev/xvda1"',
+                      g.cat("/etc/default/grub"), flags=re.M)
+        g.write("/etc/default/grub", (grub + "GRUB_DISABLE_LINUX_UUID=true\n").encode())
+        cfg = g.cat("/boot/grub/grub.cfg").replace(f"root=UUID={uuid}", "root=/dev/xvda1")
+        cfg = re.sub(r"console=tty0 console=ttyS0,115200", "console=hvc0", cfg)
+        g.write("/boot/grub/grub.cfg", cfg.encode())
+        g.mkdir_p(WANTS)
+        for name in g.ls(WANTS):
+            if name.startswith("serial-getty@"):
+                g.rm(f"{WANTS}/{name}")
+        g.ln_s("/lib/systemd/system/serial-getty@.service", f"{WANTS}/serial-getty@hvc0.service")
+        g.write("/etc/initramfs-tools/modules", b"# Xen PV front-ends only\nxen-blkfront\nxen-netfront\n")
+        g.mkdir_p("/etc/network")
+        g.write("/etc/network/interfaces",
+                b"auto lo\niface lo inet loopback\n\nallow-hotplug eth0\niface eth0 inet dhcp\n")
+        g.write("/etc/udev/rules.d/70-persistent-net.rules",
+                f'SUBSYSTEM=="net", ACTION=="add", ATTR{{address}}=="{XEN_MAC}", NAME="eth0"\n'.encode())
+
+
+def _key(base_key: str) -> str:
+    src = Path(__file__).read_bytes()
+    return hashlib.sha256(base_key.encode() + b"\0" + src).hexdigest()[:20]
+
+
+def xen_amd64() -> Path:
+    """The Xen PV fixture (amd64), built once per machine."""
+    return xen("amd64")
+
+
+def xen(arch: str) -> Path:
+    """The Xen PV fixture from ironforge's Debian 12 image for ``arch`` (amd64, i386)."""
+    from linux_bootstrap_support import build
+    base = build(f"debian-12-{arch}").artifacts["drivers"]
+    d = cache_root() / "convert-fixtures" / _key(base.key)
+    img = d / f"xen-{arch}.qcow2"
+    if img.is_file():
+        return img
+    tmp = d.parent / f".{d.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        layer = tmp / "layer.qcow2"
+        qemu_img.overlay(base.image, layer, what="xen fixture overlay")
+        with session([Drive(layer, "qcow2", readonly=False)], choose(), what="xen fixture") as g:
+            _xen_layout(g, standin_tools_deb(tmp))
+        qemu_img.convert(layer, tmp / img.name, "qcow2", what="xen fixture flatten")
+        layer.unlink()
+        try:
+            tmp.rename(d)
+        except OSError:       # another test process made it first: theirs is as good
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return img

@@ -1,0 +1,130 @@
+"""The Linux planners on texts (no launch): device names to UUIDs wherever root= appears, Xen
+consoles to ttyS0, foreign tools, MAC-bound rules and the interface move, merged per file."""
+
+from __future__ import annotations
+
+import pytest
+
+from builder.errors import BuildError
+from converters.linux import console, devices, fixups, network, tools
+
+UUIDS = {"/dev/sda1": "1111-root", "/dev/sda2": "2222-swap", "/dev/sdb1": "3333-data"}
+
+
+def test_old_names_map_to_the_appliance_disk_and_partition():
+    assert devices.appliance_name("/dev/xvda1") == "/dev/sda1"
+    assert devices.appliance_name("/dev/hdb1") == "/dev/sdb1"
+    assert devices.appliance_name("/dev/xvdaa3") == "/dev/sdaa3"
+    assert devices.appliance_name("/dev/nvme1n1p2") == "/dev/sdb2"
+    assert devices.appliance_name("/dev/mapper/vg-root") is None
+
+
+def test_fstab_by_uuid_keeps_labels_comments_and_unknown_devices():
+    text = ("# /dev/xvda1 was the root\n/dev/xvda1 / ext4 errors=remount-ro 0 1\n"
+            "/dev/xvda2 none swap sw 0 0\nLABEL=x /x ext4 defaults 0 2\n/dev/xvdc1 /c ext4 defaults 0 2\n")
+    new, changed = devices.rewrite_fstab(text, UUIDS)
+    assert new.splitlines()[0] == "# /dev/xvda1 was the root"
+    assert "UUID=1111-root / ext4" in new and "UUID=2222-swap none swap" in new
+    assert "LABEL=x /x" in new and "/dev/xvdc1 /c" in new     # no such disk: left, not guessed
+    assert changed == ["/dev/xvda1 -> UUID=1111-root", "/dev/xvda2 -> UUID=2222-swap"]
+
+
+def test_root_and_resume_rewritten_in_grub_defaults_and_grub_uuid_reenabled():
+    files = {"/etc/default/grub": 'GRUB_CMDLINE_LINUX="console=hvc0 root=/dev/xvda1 resume=/dev/xvda2"\n'
+                                  "GRUB_DISABLE_LINUX_UUID=true\n",
+             "/etc/kernel/cmdline": "root=/dev/sda1 ro\n", "/boot/grub/device.map": "(hd0) /dev/xvda\n"}
+    edits = {e.path: e for e in devices.plan(files, UUIDS)}
+    g = edits["/etc/default/grub"].new
+    assert "root=UUID=1111-root" in g and "resume=UUID=2222-swap" in g and "GRUB_DISABLE_LINUX_UUID" not in g
+    assert "GRUB_DISABLE_LINUX_UUID removed" in edits["/etc/default/grub"].why
+    assert edits["/etc/kernel/cmdline"].new == "root=UUID=1111-root ro\n"
+    assert edits["/boot/grub/device.map"].new == "(hd0) /dev/vda\n"
+
+
+def test_consoles_and_gettys_move_to_ttyS0():
+    files = {"/etc/default/grub": 'GRUB_CMDLINE_LINUX="console=hvc0 quiet"\n',
+             "/etc/inittab": "co:2345:respawn:/sbin/getty hvc0 9600 vt100\n", "/etc/securetty": "hvc0\n"}
+    links = {f"{console.WANTS}/serial-getty@hvc0.service": console.GETTY_TEMPLATE}
+    edits = {e.path: e for e in console.plan(files, links)}
+    assert 'console=ttyS0,115200 quiet' in edits["/etc/default/grub"].new
+    assert "getty ttyS0" in edits["/etc/inittab"].new
+    assert edits["/etc/securetty"].new.endswith("ttyS0\n")
+    assert edits[f"{console.WANTS}/serial-getty@hvc0.service"].action == "remove"
+    assert edits[f"{console.WANTS}/serial-getty@ttyS0.service"].link == console.GETTY_TEMPLATE
+
+
+def test_foreign_tools_removed_with_the_package_manager_and_hostile_names_dropped():
+    runs = tools.plan(tools.safe_names(["bash", "open-vm-tools", "hyperv-daemons", "virtualbox-guest-x11",
+                                        "xe-guest-utilities", "evil;rm -rf /"]), "deb")
+    assert runs[0].argv[-4:] == ("hyperv-daemons", "open-vm-tools", "virtualbox-guest-x11", "xe-guest-utilities")
+    assert "dpkg" in runs[0].argv and "--purge" in runs[0].argv and "Hyper-V" in runs[0].why
+    assert tools.plan(["bash"], "deb") == []
+
+
+def test_network_single_interface_is_moved_to_the_virtio_nic_by_mac():
+    files = {"/etc/network/interfaces": "auto lo\niface lo inet loopback\nauto eth0\niface eth0 inet static\n"
+                                        "  address 10.0.0.5/24\n",
+             network.RULES[0]: '# gen\nSUBSYSTEM=="net", ATTR{address}=="00:16:3e:aa:bb:cc", NAME="eth0"\n'}
+    edits, decision = network.plan(files, ["52:54:00:12:34:56"])
+    by = {e.path: e for e in edits}
+    assert by[network.RULES[0]].new == "# gen\n"
+    assert "MACAddress=52:54:00:12:34:56" in by[network.LINK].new and "Name=eth0" in by[network.LINK].new
+    assert decision["action"] == "moved" and decision["method"] == "static"
+    _, two = network.plan({"/etc/network/interfaces": "iface eth0 inet dhcp\niface eth1 inet dhcp\n"}, [])
+    assert two["action"] == "unchanged" and "2 interfaces" in two["reason"]
+    _, odd = network.plan({"/etc/network/interfaces": "iface eth0;x inet dhcp\n"}, [])
+    assert odd["action"] == "unchanged"
+
+
+def _facts(**over):
+    f = {"distro": "debian", "package_format": "deb", "root": "/dev/sda1", "uuids": UUIDS,
+         "kernels": [{"version": "6.1", "vmlinuz": True, "initrd": True, "virtio": ["virtio_blk"],
+                      "virtio_capable": True, "xen_pv_only": False}],
+         "bootloader": "grub2", "firmware": "bios", "has_update_grub": True, "has_grub_pc": True,
+         "foreign_tools": [], "getty_links": {},
+         "files": {"/etc/default/grub": 'GRUB_CMDLINE_LINUX="console=hvc0 root=/dev/xvda1"\n'
+                                        "GRUB_DISABLE_LINUX_UUID=true\n",
+                   "/etc/initramfs-tools/modules": "xen-blkfront\n"}}
+    f.update(over)
+    return f
+
+
+def test_plan_merges_edits_per_file_and_lists_every_reason():
+    hvc = f"{console.WANTS}/serial-getty@hvc0.service"
+    p = fixups.plan(_facts(getty_links={hvc: console.GETTY_TEMPLATE}))
+    by = {e.path: e for e in p.edits}
+    assert by[hvc].action == "remove" and by[f"{console.WANTS}/serial-getty@ttyS0.service"].action == "symlink"
+    g = by["/etc/default/grub"]
+    assert g.new == 'GRUB_CMDLINE_LINUX="console=ttyS0,115200 root=UUID=1111-root"\n'
+    assert "UUID" in g.why and "console=hvc0" in g.why and g.old.startswith("GRUB_CMDLINE")
+    assert by["/etc/initramfs-tools/modules"].new.startswith("xen-blkfront\n")
+    assert "virtio_blk" in by["/etc/initramfs-tools/modules"].new
+    assert p.grub["install"] and p.grub["regenerate"]
+
+
+def test_xen_only_kernels_and_unknown_distros_are_refused():
+    with pytest.raises(BuildError, match="only Xen-PV-only kernels"):
+        fixups.plan(_facts(kernels=[{"version": "2.6.18-xen", "vmlinuz": True, "initrd": True, "virtio": [],
+                                     "virtio_capable": False, "xen_pv_only": True}]))
+    with pytest.raises(BuildError, match="not supported"):
+        fixups.plan(_facts(distro="gentoo"))
+
+
+def test_generated_grub_cfg_check_catches_the_appliance_device_leak():
+    bad = "menuentry 'Debian' {\n\tlinux /boot/vmlinuz-6.1 root=/dev/sda1 ro console=ttyS0,115200\n}\n"
+    assert fixups.check_grub_cfg(bad, "1111-root")
+    good = bad.replace("root=/dev/sda1", "root=UUID=1111-root")
+    assert fixups.check_grub_cfg(good, "1111-root") == []
+    # the kernel takes the last root=: a stale device after the UUID still fails
+    assert fixups.check_grub_cfg(good.replace(" ro ", " ro root=/dev/xvda1 "), "1111-root")
+    lvm = bad.replace("root=/dev/sda1", "root=/dev/mapper/rhel-root")
+    assert fixups.check_grub_cfg(lvm, "1111-root", lvm=True) == []
+    assert fixups.check_grub_cfg(lvm, "1111-root")
+
+
+def test_bls_entries_and_grub_dropins_are_command_lines_too():
+    files = {"/boot/loader/entries/abc-5.14.conf": "options root=/dev/xvda1 console=hvc0 ro\n",
+             "/etc/default/grub.d/50-cloud.cfg": 'GRUB_CMDLINE_LINUX_DEFAULT="console=xvc0"\n'}
+    by = {e.path: e for e in fixups.plan(_facts(files=files, bootloader="none")).edits}
+    assert by["/boot/loader/entries/abc-5.14.conf"].new == "options root=UUID=1111-root console=ttyS0,115200 ro\n"
+    assert "console=ttyS0,115200" in by["/etc/default/grub.d/50-cloud.cfg"].new
