@@ -60,7 +60,7 @@ def main() -> None:
             a = ours(src, iso, work / "ours.qcow2")
             out = work / "v2v"
             out.mkdir()
-            _conv, b = virt_v2v(src, iso, out, accel.libguestfs_env())
+            _conv, b = virt_v2v(src, iso, out, accel.peer_env())
             rows.append((a, b))
             shutil.rmtree(work, ignore_errors=True)
     print(f"accelerator: {accel.mode} ({accel.reason})")

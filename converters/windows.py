@@ -45,17 +45,17 @@ def pv_edits(control_set: str, services: dict[str, str]) -> tuple[KeyEdit, ...]:
 def collect(g, workdir: Path) -> dict:
     """Windows facts from a session with the drives added and nothing mounted (read-only)."""
     vol = detect.find_system_volume(g)
-    config = detect._find(g, vol.systemroot + "/System32/config")
+    config = detect.find_path(g, vol.systemroot + "/System32/config")
     hives = {}
     workdir.mkdir(parents=True, exist_ok=True)
     for name in ("SYSTEM", "SOFTWARE"):
-        p = detect._find(g, f"{config}/{name}")
+        p = detect.find_path(g, f"{config}/{name}")
         if not p or not g.is_file(p):
             from builder.errors import WindowsImageError
             raise WindowsImageError(f"no {name} hive at {config}/{name}", hint="not a Windows system volume")
         detect.download_bounded(g, p, workdir / name)
         hives[name] = Hive(workdir / name, name)
-    cmd = detect._find(g, vol.systemroot + "/System32/cmd.exe")
+    cmd = detect.find_path(g, vol.systemroot + "/System32/cmd.exe")
     header = bytes(g.pread(cmd, min(inject.CMD_EXE_BYTES, g.filesize(cmd)), 0)) if cmd else b""
     facts = inject.read_facts(g, vol, hives["SYSTEM"], hives["SOFTWARE"], header)
     services = present_pv_services(hives["SYSTEM"], facts.control_set)

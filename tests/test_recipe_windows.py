@@ -67,7 +67,7 @@ extends = "windows-10-amd64"
 firmware = "bios"
 [windows]
 secure_boot = true
-admin_password = "plain"
+admin_password = "Hunter2-in-recipe"
 [windows.media]
 path = "a.iso"
 url = "https://example.org/a.iso"
@@ -80,7 +80,7 @@ password = { env = "X" }
     keys = [p.split(":")[0] for p in probs]
     assert keys == ["windows.admin_password", "windows.secure_boot", "windows.media", "windows.media.sha256",
                     "windows.virtio_win.sha256", "windows.users[0].name"]
-    assert "plain" not in " ".join(probs)       # a would-be secret is never echoed
+    assert "Hunter2" not in " ".join(probs)     # a would-be secret is never echoed
 
 
 def test_release_aliases_normalise(tmp_path):

@@ -26,6 +26,15 @@ class Accel:
     def kvm(self) -> bool:
         return self.mode == "kvm"
 
+    def peer_env(self) -> dict[str, str]:
+        """Environment for an external libguestfs tool (virt-v2v, run side by side as the peer) so
+        its appliance uses the same accelerator. Our own sessions set this on the handle instead
+        (builder.host.guestfs_session.new_handle): no process-wide state."""
+        env = {"LIBGUESTFS_BACKEND": "direct"}
+        if not self.kvm:
+            env["LIBGUESTFS_BACKEND_SETTINGS"] = "force_tcg"
+        return env
+
     def qemu_args(self) -> list[str]:
         if self.kvm:
             return ["-accel", "kvm", "-cpu", "host"]

@@ -12,6 +12,7 @@ import tarfile
 
 from defusedxml import ElementTree as DET
 
+from builder.host.accel import choose
 from exports_support import SIZE
 
 OVF = "{http://schemas.dmtf.org/ovf/envelope/1}"
@@ -79,7 +80,7 @@ def test_ovf_describes_the_machine_and_the_disk(exported):
 def test_virt_v2v_reads_our_ova(exported):
     """--print-source only parses the OVA (manifest check, OVF, disk list): no guest needs to boot,
     and a disk with no operating system is enough (measured here: about a second)."""
-    env = dict(os.environ, LIBGUESTFS_BACKEND="direct", LIBGUESTFS_BACKEND_SETTINGS="force_tcg")
+    env = dict(os.environ, **choose().peer_env())
     res = subprocess.run(["virt-v2v", "-i", "ova", str(exported.dir / "tiny.ova"), "--print-source"],
                          capture_output=True, text=True, env=env, timeout=300)
     assert res.returncode == 0, res.stderr
@@ -103,7 +104,7 @@ def test_virt_v2v_refuses_a_wrong_manifest(exported, tmp_path):
                 data = re.sub(rb"(SHA256\(tiny-disk1.vmdk\)= )[0-9a-f]{64}", rb"\g<1>" + wrong, data)
                 assert wrong in data
             tar.addfile(m, io.BytesIO(data))
-    env = dict(os.environ, LIBGUESTFS_BACKEND="direct", LIBGUESTFS_BACKEND_SETTINGS="force_tcg")
+    env = dict(os.environ, **choose().peer_env())
     res = subprocess.run(["virt-v2v", "-i", "ova", str(bad), "--print-source"], capture_output=True,
                          text=True, env=env, timeout=300)
     assert res.returncode != 0

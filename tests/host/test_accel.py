@@ -95,3 +95,10 @@ def test_this_machine_matches_its_facts():
         assert acc.qemu_args()[:2] == ["-accel", "kvm"]
     else:
         assert acc.mode == "tcg" and acc.reason
+
+
+def test_peer_env_gives_external_libguestfs_tools_our_accelerator():
+    """virt-v2v, run side by side as the peer, gets the same appliance accelerator as our sessions."""
+    from builder.host.accel import Accel
+    assert Accel("tcg", "t").peer_env() == {"LIBGUESTFS_BACKEND": "direct", "LIBGUESTFS_BACKEND_SETTINGS": "force_tcg"}
+    assert Accel("kvm", "t").peer_env() == {"LIBGUESTFS_BACKEND": "direct"}

@@ -16,7 +16,7 @@ def v2v(phony_disks, standin_vw, accel, tmp_path_factory):
     disk = phony.copy_disk(phony_disks["win10-amd64"], base / "win10-amd64.qcow2")
     out = base / "out"
     out.mkdir()
-    converted, seconds = SBS.virt_v2v(disk, standin_vw[1], out, accel.libguestfs_env())
+    converted, seconds = SBS.virt_v2v(disk, standin_vw[1], out, accel.peer_env())
     hives = {}
     with session([Drive(converted, "raw"), Drive(phony_disks["win10-amd64"], "qcow2")], accel,
                  what="read virt-v2v output") as g:
