@@ -30,7 +30,9 @@ RENAME_NOREPLACE = 1
 RENAME_EXCHANGE = 2
 
 # .<name>.tmp-<pid>-<random> (ours), .<name>.old-<pid> (earlier versions of publish)
-_DEBRIS = re.compile(r"^\.(?P<name>.+)\.(?:tmp|old)-(?P<pid>\d+)(?:-.*)?$")
+# The names work_dir and replace_dir give work in progress; the pid is group 1 (cache/sweep.py
+# reads the same names, with a dry run and an age rule for names older ones left without a pid).
+DEBRIS = re.compile(r"^\..+\.(?:tmp|old)-(?P<pid>\d+)(?:-.*)?$")
 
 
 def _renameat2(src: Path, dst: Path, flags: int) -> None:
@@ -106,7 +108,7 @@ def sweep(root: Path) -> list[Path]:
     except FileNotFoundError:
         return removed
     for p in entries:
-        m = _DEBRIS.match(p.name)
+        m = DEBRIS.match(p.name)
         if not m or pid_alive(int(m["pid"])):
             continue
         if p.is_dir() and not p.is_symlink():

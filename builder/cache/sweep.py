@@ -26,6 +26,7 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from builder import swap
 from builder.cache.store import Store
 from builder.host.proc import pid_alive
 
@@ -36,8 +37,8 @@ FAILURE_DIRS = ("verify-failures", "install-failures")
 
 _INGEST = re.compile(r"^ingest-[0-9a-f]+\.(\d+)\.\d+\.tmp$")
 _WORKDIR = re.compile(r"^[^.]+\.(\d+)\.")
-_PUBLISH_TMP = re.compile(r"^\..+\.tmp-(?:(\d+)-)?")
-_PUBLISH_OLD = re.compile(r"^\..+\.old-(\d+)$")
+# publish dirs named before they carried a pid (names with one are swap.DEBRIS, tried first)
+_PUBLISH_PIDLESS = re.compile(r"^\..+\.tmp-(?:(\d+)-)?")
 _VERIFY = re.compile(r"^\.verify-(?:(\d+)-)?")
 
 
@@ -132,7 +133,7 @@ def sweep_outputs(output_root: Path, *, dry_run: bool = False, now: float | None
     report = report or SweepReport()
     for p in _children(output_root):
         if p.name.startswith("."):
-            if _dead(_PUBLISH_TMP.match(p.name) or _PUBLISH_OLD.match(p.name), p, now):
+            if _dead(swap.DEBRIS.match(p.name) or _PUBLISH_PIDLESS.match(p.name), p, now):
                 _remove(p, report, dry_run)
     for run in _children(output_root / "verify"):
         for target in _children(run):
