@@ -285,9 +285,11 @@ def build_one(app: App, r, force: bool, verify: bool, offline: bool, options: di
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, help="Recipes built in parallel.")
 @click.option("--no-verify", is_flag=True, help="Skip the boot verification stage.")
 @click.option("--offline", is_flag=True, help="Use the cache only; no network.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
+              help="Write the HTML verification report here (default <output-dir>/report.html).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def build_cmd(app: App, names, all_, force, jobs, no_verify, offline, as_json):
+def build_cmd(app: App, names, all_, force, jobs, no_verify, offline, html_path, as_json):
     """Build recipes into output/<name>/, verified to boot unless --no-verify."""
     targets = _targets(app, names, all_)
     app.accel()
@@ -308,6 +310,10 @@ def build_cmd(app: App, names, all_, force, jobs, no_verify, offline, as_json):
         with concurrent.futures.ThreadPoolExecutor(max_workers=jobs) as pool:
             results = list(pool.map(one, targets))
     failures = [r for r in results if not r["ok"]]
+    from builder.runner import html_report
+    report = html_report.write(html_path or app.output_dir / "report.html", html_report.results_from_build(results),
+                               title="ironforge build")
+    log.info("report: %s", report)
     if as_json:
         _emit_json([{k: v for k, v in r.items() if k != "_exc"} for r in results])
     else:
@@ -483,7 +489,8 @@ def _verify_targets(app: App, items, opts: dict) -> list:
         targets.append(target_for(r, image, opts))
     if problems:
         raise RecipeError(problems)
-    return targets
+    from builder.runner.provenance import beside
+    return [dataclasses.replace(t, **beside(t.image)) for t in targets]
 
 
 @cli.command("verify")
@@ -494,13 +501,15 @@ def _verify_targets(app: App, items, opts: dict) -> list:
 @click.option("--stall", type=click.IntRange(5, 86400), default=None, help="Fail after this many silent seconds.")
 @click.option("--check", "checks", multiple=True, help="Add a check (NAME) or relax one (-NAME).")
 @click.option("--junit", type=click.Path(path_type=Path), default=None, help="Write JUnit XML here.")
+@click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
+              help="Write the HTML report here (fleet table, boot timelines, failures with screenshots).")
 @click.option("--evidence-dir", type=click.Path(path_type=Path), default=None,
               help="Where serial logs and screenshots go (default output/verify/<time>).")
 @click.option("--via", type=click.Choice(["qemu", "libvirt"]), default="qemu", show_default=True,
               help="libvirt: boot our domain XML through a private libvirt session daemon.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def verify_cmd(app: App, items, parallel, timeout, stall, checks, junit, evidence_dir, via, as_json):
+def verify_cmd(app: App, items, parallel, timeout, stall, checks, junit, html_path, evidence_dir, via, as_json):
     """Boot images (or recipes' published images) and prove they work."""
     from builder.runner.report import render_table, to_json, write_junit
     from builder.runner.verify import verify_fleet
@@ -510,6 +519,9 @@ def verify_cmd(app: App, items, parallel, timeout, stall, checks, junit, evidenc
     results = verify_fleet(targets, parallel=parallel, accel=app.accel(), out_dir=out)
     if junit:
         write_junit(results, junit)
+    if html_path:
+        from builder.runner.html_report import write as write_html
+        write_html(html_path, results)
     if as_json:
         click.echo(to_json(results))
     else:

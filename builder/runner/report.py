@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import json
 import os
+import re
+import shlex
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
@@ -36,6 +38,14 @@ def render_table(results: list[VerifyResult]) -> str:
     return "\n".join(lines)
 
 
+_NOT_XML = re.compile("[^\t\n\r\x20-\ud7ff\ue000-\ufffd\U00010000-\U0010ffff]")
+
+
+def _xml_text(text: str) -> str:
+    """Guest text XML 1.0 can carry (a serial line may hold any byte): the rest become U+FFFD."""
+    return _NOT_XML.sub("\ufffd", text)
+
+
 def junit_xml(results: list[VerifyResult], suite: str = "ironforge-verify") -> str:
     failures = sum(r.status == "failed" for r in results)
     errors = sum(r.status == "error" for r in results)
@@ -46,23 +56,34 @@ def junit_xml(results: list[VerifyResult], suite: str = "ironforge-verify") -> s
         tc = ET.SubElement(ts, "testcase", classname=f"{suite}.{r.arch or 'unknown'}", name=r.name,
                            time=f"{(r.total_seconds or r.boot_seconds or 0.0):.3f}")
         props = ET.SubElement(tc, "properties")
-        for k in ("image", "arch", "accel", "firmware", "boot_seconds", "guest_uptime", "serial_log", "screenshot"):
+        for k in ("image", "image_sha256", "arch", "accel", "firmware", "boot_seconds", "guest_uptime",
+                  "serial_log", "screenshot"):
             v = getattr(r, k)
             if v is not None:
                 ET.SubElement(props, "property", name=k, value=str(v))
+        for stage, key in sorted(r.cache_keys.items()):
+            ET.SubElement(props, "property", name=f"cache_key.{stage}", value=key)
+        for phase, seconds in r.timeline.items():
+            if seconds is not None:
+                ET.SubElement(props, "property", name=f"timeline.{phase}", value=f"{seconds:.3f}")
+        if r.qemu_command:
+            # one shell-quoted line: pasted into a shell it boots the same machine
+            ET.SubElement(props, "property", name="qemu_command", value=shlex.join(r.qemu_command))
         if r.status == "failed" or r.status == "error":
             el = ET.SubElement(tc, "failure" if r.status == "failed" else "error", type=r.reason,
-                               message=r.message)
+                               message=_xml_text(r.message))
             body = [r.message]
             if r.hint:
                 body.append(f"hint: {r.hint}")
             body += [f"{c.name}: {'ok' if c.ok else 'FAIL'} - {c.detail}" for c in r.checks]
             if r.serial_tail:
                 body += ["", "last serial lines:", *r.serial_tail]
-            el.text = "\n".join(body)
+            el.text = _xml_text("\n".join(body))
         out = [f"{c.name}: {'ok' if c.ok else 'FAIL'} - {c.detail}" for c in r.checks]
+        if r.serial_tail:
+            out += ["", "last serial lines:", *r.serial_tail]
         if out:
-            ET.SubElement(tc, "system-out").text = "\n".join(out)
+            ET.SubElement(tc, "system-out").text = _xml_text("\n".join(out).strip("\n"))
     ET.indent(ts)
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + ET.tostring(ts, encoding="unicode") + "\n"
 

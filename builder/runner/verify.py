@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import dataclasses
+import hashlib
 import logging
 import os
 import threading
@@ -58,6 +59,9 @@ class VerifyTarget:
     disk_bus: str = "virtio-blk"      # the bus the image's drivers are for: virtio-blk | virtio-scsi
     build: str | None = None          # expected CurrentBuildNumber; None: what the disk's hive says
     via: str = "qemu"                 # "libvirt": boot our domain XML through a real libvirt (runner.libvirt_boot)
+    # Provenance for reports, when the caller knows it (a build's export stage, a manifest):
+    image_sha256: str | None = None   # None: hashed here
+    cache_keys: dict[str, str] = field(default_factory=dict)   # stage -> cache key
 
     @property
     def label(self) -> str:
@@ -85,10 +89,22 @@ class VerifyResult:
     screenshot: str | None = None
     serial_tail: list[str] = field(default_factory=list)
     image_format: str | None = None
+    image_sha256: str | None = None
+    cache_keys: dict[str, str] = field(default_factory=dict)
+    qemu_command: list[str] = field(default_factory=list)   # exactly what ran (QemuMachine.command)
+    timeline: dict[str, float | None] = field(default_factory=dict)   # builder.runner.timeline
 
     @property
     def ok(self) -> bool:
         return self.status == PASSED
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> "VerifyResult":
+        """Back from ``to_dict()`` (a manifest's or verify.json's ``verification``); unknown keys dropped."""
+        names = {f.name for f in dataclasses.fields(cls)}
+        kw = {k: v for k, v in d.items() if k in names}
+        kw["checks"] = [CheckResult(**c) for c in d.get("checks") or []]
+        return cls(**kw)
 
     def to_dict(self) -> dict[str, Any]:
         d = dict(self.__dict__)
@@ -98,7 +114,8 @@ class VerifyResult:
     def failure(self) -> BootFailure:
         return BootFailure(reason=self.reason, serial_tail=list(self.serial_tail),
                            serial_log=Path(self.serial_log) if self.serial_log else None,
-                           screenshot=Path(self.screenshot) if self.screenshot else None)
+                           screenshot=Path(self.screenshot) if self.screenshot else None,
+                           details=self.to_dict())
 
     def raise_for_status(self) -> "VerifyResult":
         """VerifyError (with the serial tail quoted) unless the image passed."""
@@ -201,13 +218,16 @@ def verify_image(target: VerifyTarget, out_dir: Path, *, accel: Accel | None = N
             outcome = libvirt_boot(spec, cfg, interval=interval,
                                    cancel=(lambda: cancel.is_set()) if cancel is not None else None)
             stderr, shot = "", None
+            command: list[str] = []
         else:
-            outcome, shot, stderr = _boot_qemu(spec, cfg, target, screenshot, interval, cancel)
+            outcome, shot, stderr, command = _boot_qemu(spec, cfg, target, screenshot, interval, cancel)
         result = VerifyResult(
             image=str(target.image), name=target.label, arch=expected_arch, accel=accel.mode, firmware=firmware,
             status=PASSED, reason=outcome.status, message=outcome.message, hint=outcome.hint,
             boot_seconds=round(outcome.elapsed, 3), inject_seconds=round(inject_seconds, 3) if inject_seconds else None,
-            serial_log=str(serial), screenshot=shot, serial_tail=outcome.tail[-30:], image_format=info.format)
+            serial_log=str(serial), screenshot=shot, serial_tail=outcome.tail[-30:], image_format=info.format,
+            image_sha256=target.image_sha256 or _sha256(image), cache_keys=dict(target.cache_keys),
+            qemu_command=command, timeline=dict(outcome.timeline))
         if outcome.status != READY:
             result.status = FAILED
             if stderr:
@@ -254,7 +274,12 @@ def _boot_qemu(spec, cfg, target, screenshot, interval, cancel):
             except Exception as exc:  # noqa: BLE001 - evidence is best effort; the verdict stands
                 log.warning("verify %s: no screenshot: %s", target.label, exc)
         stderr = m.stderr_text() if not outcome.ok else ""
-    return outcome, shot, stderr
+    return outcome, shot, stderr, list(m.command)
+
+
+def _sha256(path: Path) -> str:
+    with open(path, "rb") as f:
+        return hashlib.file_digest(f, "sha256").hexdigest()
 
 
 def verify_fleet(targets: list[VerifyTarget], parallel: int = 2, timeout: float | None = None,

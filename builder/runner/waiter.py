@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Callable, Protocol
 
 from builder.runner.marker import TAG, Marker, parse_marker
+from builder.runner.timeline import TimelineRecorder
 
 PANIC = re.compile(r"Kernel panic - not syncing|end Kernel panic")
 _ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[()][0-9A-Za-z]|\x1b[=>78cDEHM]")
@@ -59,6 +60,7 @@ class Outcome:
     hint: str | None = None
     wrong_nonces: list[str] = field(default_factory=list)
     exit_code: int | None = None
+    timeline: dict[str, float | None] = field(default_factory=dict)   # builder.runner.timeline
 
     @property
     def ok(self) -> bool:
@@ -80,22 +82,27 @@ class BootWatch:
         self.wrong_nonces: list[str] = []
         self.outcome: Outcome | None = None
         self.bytes_seen = 0
+        self.timeline = TimelineRecorder()
 
     def _decide(self, status: str, message: str, now: float, **kw) -> Outcome:
+        marker = kw.get("marker")
         self.outcome = Outcome(status, message, now - self.start, tail=list(self.tail),
-                               wrong_nonces=list(self.wrong_nonces), **kw)
+                               wrong_nonces=list(self.wrong_nonces),
+                               timeline=self.timeline.phases(marker.uptime if marker else None), **kw)
         return self.outcome
 
     def _line(self, raw: str, now: float) -> Outcome | None:
         line = clean(raw[:MAX_LINE])
         if line:
             self.tail.append(line)
+            self.timeline.line(line, now - self.start)
         if not self.kernel_started and _KERNEL_STARTED.search(line):
             self.kernel_started = True
         if TAG in line:
             marker = parse_marker(line)
             if marker is not None:
                 if marker.nonce == self.cfg.nonce:
+                    self.timeline.marker(now - self.start)
                     return self._decide(READY, "the guest reported ready", now, marker=marker)
                 # a stale marker (an earlier boot, a copied log) proves nothing about this boot
                 self.wrong_nonces.append(marker.nonce)

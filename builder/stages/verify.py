@@ -10,6 +10,7 @@ and the VerifyError points there.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import shutil
 import time
@@ -52,8 +53,11 @@ def _keep_evidence(ctx: StageContext, result: VerifyResult, workdir: Path) -> Pa
 
 
 def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
-    image = inputs["export"].image
-    target = target_for(ctx.recipe, image, ctx.options)
+    export = inputs["export"]
+    image = export.image
+    # the export key commits to every stage before it: the one key that reproduces this image
+    target = dataclasses.replace(target_for(ctx.recipe, image, ctx.options), cache_keys={"export": export.key},
+                                 image_sha256=(export.data.get("qcow2") or {}).get("sha256"))
     ctx.log.info("verify: checks %s, timeout %.0f s, stall %.0f s", ",".join(target.checks) or "none",
                  target.timeout, target.stall)
     result = verify_image(target, ctx.workdir, accel=ctx.accel)

@@ -13,20 +13,12 @@ import pytest
 from builder.errors import VerifyError
 from builder.runner.ppm import decode_png_size
 from builder.runner.report import render_table, to_json, write_junit
-from builder.runner.verify import VerifyTarget, verify_fleet, verify_image
-
-CHECKS = ("arch", "virtio-root", "virtio-drivers")  # the tiny guest has no systemd
+from builder.runner.verify import VerifyTarget, verify_image
+from tiny_support import tiny_target
 
 
 def sha256(path: Path) -> str:
     return hashlib.sha256(Path(path).read_bytes()).hexdigest()
-
-
-def tiny_target(tiny, **kw) -> VerifyTarget:
-    base = dict(image=tiny.disk, name="tiny", arch="x86_64", firmware="bios", memory_mb=256, kernel=tiny.kernel,
-                initrd=tiny.initrd, append=tiny.append, inject=False, checks=CHECKS, timeout=180, stall=60)
-    base.update(kw)
-    return VerifyTarget(**base)
 
 
 @pytest.mark.boot
@@ -90,20 +82,19 @@ def test_blank_disk_stalls_fast_with_screenshot(accel, tmp_path):
 
 
 @pytest.mark.boot
-def test_fleet_parallel_table_junit_json(tiny, accel, tmp_path):
-    targets = [tiny_target(tiny, name="good"), tiny_target(tiny, name="panics", append=tiny.broken_append()),
-               VerifyTarget(image=tmp_path / "missing.qcow2", name="missing", arch="x86_64")]
-    results = verify_fleet(targets, parallel=2, timeout=240, accel=accel, out_dir=tmp_path / "fleet")
+def test_fleet_parallel_table_junit_json(tiny_fleet):
+    """The fleet run (conftest.tiny_fleet, shared with the report tests): good, panics, missing."""
+    results, fleet_dir = tiny_fleet["results"], tiny_fleet["dir"]
     assert [r.name for r in results] == ["good", "panics", "missing"]
     assert [r.status for r in results] == ["passed", "failed", "error"]
     assert results[1].reason == "panic" and results[2].reason == "error"
-    assert (tmp_path / "fleet" / "good" / "serial.log").exists()
-    assert (tmp_path / "fleet" / "panics" / "screenshot.png").exists()
+    assert (fleet_dir / "fleet" / "good" / "serial.log").exists()
+    assert (fleet_dir / "fleet" / "panics" / "screenshot.png").exists()
 
     table = render_table(results)
     assert "good" in table and "PASS" in table and "FAILED (panic)" in table and "1/3 passed" in table
 
-    junit = write_junit(results, tmp_path / "junit.xml")
+    junit = write_junit(results, fleet_dir / "junit.xml")
     suite = ET.parse(junit).getroot()
     assert suite.get("tests") == "3" and suite.get("failures") == "1" and suite.get("errors") == "1"
     cases = {tc.get("name"): tc for tc in suite.iter("testcase")}
