@@ -206,11 +206,16 @@ def recipes_schema(as_json):
 @click.option("--no-verify", is_flag=True, help="Plan without the verify stage.")
 @click.option("--offline", is_flag=True, help="Do not look upstream for pins.")
 @click.option("--json", "as_json", is_flag=True)
+@click.option("--matrix", is_flag=True, help="With --json: one line, a CI matrix of the buildable recipes "
+              '({"include":[{"recipe":…,"arch":…}]}).')
 @pass_app
-def plan_cmd(app: App, names, all_, no_verify, offline, as_json):
+def plan_cmd(app: App, names, all_, no_verify, offline, as_json, matrix):
     """Each stage of each recipe, its cache key, and hit or miss with the reason."""
-    out = []
+    if matrix and not as_json:
+        raise UsageError("--matrix is a JSON output: use it with --json")
+    out, rows = [], []
     for r in _targets(app, names, all_):
+        rows.append((r.name, r.arch, True))
         entry = {"recipe": r.name, "stages": [], "facts": {}}
         try:
             entry["facts"] = pipeline.plan_facts(r, app.store)
@@ -230,7 +235,12 @@ def plan_cmd(app: App, names, all_, no_verify, offline, as_json):
                    else exc.message)
             entry["stages"] = [{"stage": n, "key": None, "hit": False, "reason": why}
                                for n in pipeline.stage_names(r, verify=not no_verify)]
+            rows[-1] = (r.name, r.arch, False)
         out.append(entry)
+    if matrix:
+        from builder.ci.matrix import ci_matrix, to_line
+        click.echo(to_line(ci_matrix(rows)))
+        return
     if as_json:
         _emit_json(out)
         return
@@ -287,9 +297,11 @@ def build_one(app: App, r, force: bool, verify: bool, offline: bool, options: di
 @click.option("--offline", is_flag=True, help="Use the cache only; no network.")
 @click.option("--html", "html_path", type=click.Path(path_type=Path), default=None,
               help="Write the HTML verification report here (default <output-dir>/report.html).")
+@click.option("--junit", type=click.Path(path_type=Path), default=None,
+              help="Write the run's JUnit XML here (one test case per recipe).")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def build_cmd(app: App, names, all_, force, jobs, no_verify, offline, html_path, as_json):
+def build_cmd(app: App, names, all_, force, jobs, no_verify, offline, html_path, junit, as_json):
     """Build recipes into output/<name>/, verified to boot unless --no-verify."""
     targets = _targets(app, names, all_)
     app.accel()
@@ -311,9 +323,12 @@ def build_cmd(app: App, names, all_, force, jobs, no_verify, offline, html_path,
             results = list(pool.map(one, targets))
     failures = [r for r in results if not r["ok"]]
     from builder.runner import html_report
-    report = html_report.write(html_path or app.output_dir / "report.html", html_report.results_from_build(results),
-                               title="ironforge build")
+    verdicts = html_report.results_from_build(results)
+    report = html_report.write(html_path or app.output_dir / "report.html", verdicts, title="ironforge build")
     log.info("report: %s", report)
+    if junit:
+        from builder.runner.report import write_junit
+        write_junit(verdicts, junit)
     if as_json:
         _emit_json([{k: v for k, v in r.items() if k != "_exc"} for r in results])
     else:
@@ -634,6 +649,25 @@ def inject_drivers_cmd(app: App, image, virtio_win, output, in_place, dry_run, a
     else:
         for line in summary(d):
             click.echo(line)
+
+
+# -- ci ------------------------------------------------------------------------------------------
+
+@cli.command("ci")
+@click.argument("system", type=click.Choice(["github", "gitlab"]))
+@click.option("--output", "-o", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="Write the workflow here (default: print it).")
+@click.option("--cron", default=None, help="github: when the scheduled run starts (five cron fields, UTC).")
+@click.option("--from-matrix", type=click.Path(path_type=Path, dir_okay=False), default=None,
+              help="gitlab: write the child pipeline for this `plan --json --matrix` output instead.")
+def ci_cmd(system, output, cron, from_matrix):
+    """A CI workflow: scheduled and on-demand builds, one boot-verified job per recipe."""
+    from builder.ci import command
+    text = command.render(system, cron=cron, from_matrix=from_matrix)
+    if output is None:
+        click.echo(text, nl=False)
+    else:
+        click.echo(str(command.write(text, output)))
 
 
 # -- doctor --------------------------------------------------------------------------------------

@@ -86,7 +86,6 @@ class BootFailure:
     serial_tail: list[str] = field(default_factory=list)
     serial_log: Path | None = None
     screenshot: Path | None = None
-    details: dict = field(default_factory=dict)   # the whole verification result, for reports
 
 
 class VerifyError(BuildError):

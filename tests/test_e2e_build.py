@@ -65,14 +65,20 @@ def test_built_and_verified(built, name, arch, bits):
     kernel = "linux-image-amd64" if bits == 64 else "linux-image-686-pae"
     assert any(line.startswith(kernel + "\t") for line in pkgs.splitlines())
     assert (d / "verify-serial.log").is_file() or any(p.name.endswith("serial.log") for p in d.iterdir())
+    # the boot's phases, read from the serial console: a Debian kernel names its hand-over to /init
+    assert all(v["timeline"][p] > 0 for p in ("firmware", "kernel", "userspace", "marker")), v["timeline"]
+    # every build writes the HTML report of its run, each recipe's verdict in it
+    page = (out / "report.html").read_text()
+    assert f'data-image="{name}" data-verdict="passed"' in page
 
 
 def test_fleet_verify_side_by_side(built, tmp_path):
     cache, out, _ = built
     junit = tmp_path / "junit.xml"
     before = {n: _sha256(out / n / f"{n}.qcow2") for n in ("debian-12-amd64", "debian-12-i386")}
+    html = tmp_path / "report.html"
     r = ironforge("verify", "debian-12-amd64", "debian-12-i386", "--parallel", "2", "--junit", str(junit),
-                  "--json", cache=cache, out=out)
+                  "--html", str(html), "--json", cache=cache, out=out)
     assert r.returncode == 0, r.stderr[-4000:]
     report = json.loads(r.stdout)
     assert (report["passed"], report["total"]) == (2, 2)
@@ -82,6 +88,15 @@ def test_fleet_verify_side_by_side(built, tmp_path):
     cases = ET.parse(junit).getroot().iter("testcase")
     cases = list(cases)
     assert len(cases) == 2 and not any(c.find("failure") is not None for c in cases)
+    for c in cases:   # provenance from the published manifest, and the command that booted it
+        props = {p.get("name"): p.get("value") for p in c.find("properties")}
+        m = json.loads((out / c.get("name") / "manifest.json").read_text())
+        assert props["image_sha256"] == m["image"]["qcow2"]["sha256"]
+        assert props["cache_key.export"] == next(s["key"] for s in m["stages"] if s["name"] == "export")
+        assert props["accel"] in ("kvm", "tcg") and "qemu-system-" in props["qemu_command"]
+        assert "IRONFORGE-READY" in c.find("system-out").text
+    page = html.read_text()
+    assert page.count('data-verdict="passed"') == 2 and "Boot timeline" in page
     after = {n: _sha256(out / n / f"{n}.qcow2") for n in before}
     assert before == after  # verification never writes to the published image
 

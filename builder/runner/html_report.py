@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import datetime
 import html
+import json
 import os
 from pathlib import Path
 
@@ -20,6 +21,7 @@ from builder.runner.ppm import encode_png, parse_ppm
 from builder.runner.timeline import PHASES
 from builder.runner.verify import ERROR, VerifyResult
 
+_MAX_RESULT = 4 << 20
 _MAX_SCREENSHOT = 16 << 20      # a VGA screen is far smaller; anything bigger is not embedded
 _PNG_MAGIC = b"\x89PNG\r\n\x1a\n"
 SKIPPED = "skipped"
@@ -218,6 +220,23 @@ def write(path: Path, results: list[VerifyResult], *, title: str = "ironforge ve
     return path
 
 
+def _from_failure(row: dict, failure) -> VerifyResult:
+    """A failed verify stage keeps its evidence in one folder, the whole result as verify.json
+    (builder/stages/verify.py); without it, what the error itself carries."""
+    if failure.serial_log:
+        saved = Path(failure.serial_log).parent / "verify.json"
+        try:
+            if saved.stat().st_size <= _MAX_RESULT:
+                return VerifyResult.from_dict(json.loads(saved.read_text()))
+        except (OSError, ValueError, TypeError):
+            pass
+    return VerifyResult(image=row.get("image") or "", name=row.get("recipe", "?"), arch=None, accel="",
+                        firmware=None, status="failed", reason=failure.reason, message=row.get("error", ""),
+                        hint=row.get("hint"), serial_tail=list(failure.serial_tail),
+                        serial_log=str(failure.serial_log) if failure.serial_log else None,
+                        screenshot=str(failure.screenshot) if failure.screenshot else None)
+
+
 def results_from_build(rows: list[dict]) -> list[VerifyResult]:
     """`ironforge build`'s per-recipe rows as VerifyResults: the verification when there was one
     (passed, or failed with its evidence), else an error or skipped row naming why."""
@@ -228,8 +247,8 @@ def results_from_build(rows: list[dict]) -> list[VerifyResult]:
         failure = getattr(exc, "failure", None)
         if row.get("ok") and v.get("status") not in (None, SKIPPED):
             out.append(VerifyResult.from_dict(v))
-        elif failure is not None and failure.details:
-            out.append(VerifyResult.from_dict(failure.details))
+        elif failure is not None:
+            out.append(_from_failure(row, failure))
         else:
             skipped = row.get("ok")
             out.append(VerifyResult(image=row.get("image") or "", name=row.get("recipe", "?"), arch=None,

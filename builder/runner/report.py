@@ -51,7 +51,8 @@ def junit_xml(results: list[VerifyResult], suite: str = "ironforge-verify") -> s
     errors = sum(r.status == "error" for r in results)
     total_time = sum((r.total_seconds or r.boot_seconds or 0.0) for r in results)
     ts = ET.Element("testsuite", name=suite, tests=str(len(results)), failures=str(failures),
-                    errors=str(errors), time=f"{total_time:.3f}")
+                    errors=str(errors), skipped=str(sum(r.status == "skipped" for r in results)),
+                    time=f"{total_time:.3f}")
     for r in results:
         tc = ET.SubElement(ts, "testcase", classname=f"{suite}.{r.arch or 'unknown'}", name=r.name,
                            time=f"{(r.total_seconds or r.boot_seconds or 0.0):.3f}")
@@ -59,7 +60,7 @@ def junit_xml(results: list[VerifyResult], suite: str = "ironforge-verify") -> s
         for k in ("image", "image_sha256", "arch", "accel", "firmware", "boot_seconds", "guest_uptime",
                   "serial_log", "screenshot"):
             v = getattr(r, k)
-            if v is not None:
+            if v is not None and v != "":
                 ET.SubElement(props, "property", name=k, value=str(v))
         for stage, key in sorted(r.cache_keys.items()):
             ET.SubElement(props, "property", name=f"cache_key.{stage}", value=key)
@@ -69,6 +70,8 @@ def junit_xml(results: list[VerifyResult], suite: str = "ironforge-verify") -> s
         if r.qemu_command:
             # one shell-quoted line: pasted into a shell it boots the same machine
             ET.SubElement(props, "property", name="qemu_command", value=shlex.join(r.qemu_command))
+        if r.status == "skipped":   # a build with --no-verify
+            ET.SubElement(tc, "skipped", message=_xml_text(r.message))
         if r.status == "failed" or r.status == "error":
             el = ET.SubElement(tc, "failure" if r.status == "failed" else "error", type=r.reason,
                                message=_xml_text(r.message))

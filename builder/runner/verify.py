@@ -114,8 +114,7 @@ class VerifyResult:
     def failure(self) -> BootFailure:
         return BootFailure(reason=self.reason, serial_tail=list(self.serial_tail),
                            serial_log=Path(self.serial_log) if self.serial_log else None,
-                           screenshot=Path(self.screenshot) if self.screenshot else None,
-                           details=self.to_dict())
+                           screenshot=Path(self.screenshot) if self.screenshot else None)
 
     def raise_for_status(self) -> "VerifyResult":
         """VerifyError (with the serial tail quoted) unless the image passed."""

@@ -5,6 +5,8 @@ from __future__ import annotations
 
 import base64
 import dataclasses
+import json
+import shutil
 from pathlib import Path
 
 import pytest
@@ -97,18 +99,30 @@ def test_build_rows_become_report_rows(tiny_fleet, tmp_path):
     good, panics, _missing = tiny_fleet["results"]
     with pytest.raises(VerifyError) as failed:
         panics.raise_for_status()
+    # the verify stage keeps a failure's evidence in one folder, the whole result as verify.json
+    kept = tmp_path / "evidence"
+    kept.mkdir()
+    shutil.copy2(panics.serial_log, kept / "serial.log")
+    (kept / "verify.json").write_text(json.dumps(dataclasses.replace(panics, name="kept").to_dict()))
+    kept_error = VerifyError("kept: panicked", failure=dataclasses.replace(failed.value.failure,
+                                                                         serial_log=kept / "serial.log"))
     rows = [{"recipe": "good", "ok": True, "verification": good.to_dict()},
             {"recipe": "panics", "ok": False, "error": failed.value.message, "_exc": failed.value},
+            {"recipe": "kept", "ok": False, "error": kept_error.message, "_exc": kept_error},
             {"recipe": "broken", "ok": False, "error": "bootstrap: mmdebstrap failed", "hint": "see log",
              "_exc": RuntimeError("x")},
             {"recipe": "fast", "ok": True, "verification": {"status": "skipped"}}]
     got = html_report.results_from_build(rows)
-    assert [(r.name, r.status) for r in got] == [("good", "passed"), ("panics", "failed"), ("broken", "error"),
-                                                 ("fast", "skipped")]
+    assert [(r.name, r.status) for r in got] == [("good", "passed"), ("panics", "failed"), ("kept", "failed"),
+                                                 ("broken", "error"), ("fast", "skipped")]
     assert dataclasses.asdict(got[0]) == dataclasses.asdict(good)
+    # without verify.json: what the error carries
     assert got[1].screenshot == panics.screenshot and got[1].serial_tail == panics.serial_tail
-    assert got[2].message == "bootstrap: mmdebstrap failed"
+    assert got[1].reason == "panic" and got[1].timeline == {}
+    # with it: the whole result, timeline and all
+    assert dataclasses.asdict(got[2]) == dataclasses.asdict(dataclasses.replace(panics, name="kept"))
+    assert got[3].message == "bootstrap: mmdebstrap failed"
     out = html_report.write(tmp_path / "r.html", got)
     html_report.write(out, got)                            # over an existing page: whole, no debris
-    assert [p.name for p in tmp_path.iterdir()] == ["r.html"]
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["evidence", "r.html"]
     assert "SKIPPED" in out.read_text() and "not verified (--no-verify)" not in out.read_text().split("Failures")[1]
