@@ -57,6 +57,8 @@ white-space:pre-wrap;word-break:break-all}
 """
 
 _COLOURS = {"firmware": "#8e9aaf", "kernel": "#4f7cac", "userspace": "#52a675", "wait": "#d6dbe2"}
+# the firmware phase runs to the kernel's start, so it holds the bootloader (GRUB) too
+_LEGEND = {"firmware": "firmware + bootloader", "wait": "rest, until the verdict"}
 
 
 def _e(value) -> str:
@@ -136,7 +138,7 @@ def _timelines(results: list[VerifyResult]) -> str:
     if not shown:
         return '<p class="muted">No image was booted.</p>'
     scale = max(max(r.boot_seconds or 0.0, (r.timeline or {}).get("marker") or 0.0) for r in shown) or 1.0
-    legend = "".join(f'<span><i style="background:{c}"></i>{p if p != "wait" else "rest, until the verdict"}</span>'
+    legend = "".join(f'<span><i style="background:{c}"></i>{_LEGEND.get(p, p)}</span>'
                      for p, c in _COLOURS.items())
     legend += '<span><i style="background:#d62828;width:3px"></i>ready marker</span>'
     return (f'<p class="legend">{legend}</p><div class="tl">'
