@@ -6,14 +6,17 @@ how to provision), with KVM when the runner has /dev/kvm and TCG otherwise, and 
 outputs, the JUnit XML and the HTML report as artifacts.
 
 - GitHub: the matrix job output feeds ``strategy.matrix`` through ``fromJSON``. The build runs in
-  a ``debian:12`` container started by the step itself, so /dev/kvm is passed only when it
-  exists (a job-level ``container:`` cannot make a device optional). GitHub-hosted runners have
-  /dev/kvm but not for everyone: the udev rule step opens it (spec §4).
+  a privileged ``debian:12`` container started by the step itself: mmdebstrap mounts /proc and
+  /dev in its chroot, and a privileged container sees /dev/kvm exactly when the runner has it
+  (a job-level ``container:`` would have to name the device, and fail where it is missing).
+  GitHub-hosted runners have /dev/kvm but not open to everyone: the udev rule step opens it
+  (spec §4) for anything run on the runner itself.
 - GitLab: a matrix cannot come from a job's output, so the plan job writes a child pipeline
   (``ironforge ci gitlab --from-matrix``) whose ``parallel:matrix`` lists the recipes, and a
   trigger job runs it. Schedules live in GitLab's settings, not in the file; the rules accept
-  scheduled, web and API pipelines. /dev/kvm reaches a job only where the runner's config maps it
-  (``devices = ["/dev/kvm"]`` for the docker executor).
+  scheduled, web and API pipelines. The docker executor must run jobs privileged (mmdebstrap
+  mounts in its chroot; GitLab.com's hosted runners do), and /dev/kvm reaches a job only where
+  the runner's config maps it (``devices = ["/dev/kvm"]``).
 
 Scalars that come from outside (recipe names, arches, the cron spec) are written as JSON strings,
 which YAML reads as the same strings.
@@ -131,9 +134,7 @@ jobs:
         env:
           RECIPE: ${{{{ matrix.recipe }}}}
         run: |
-          kvm=()
-          if [ -e /dev/kvm ]; then kvm=(--device /dev/kvm); fi
-          docker run --rm "${{kvm[@]}}" -e RECIPE -e IRONFORGE_ACCEL -v "$PWD:/src" -w /src debian:12 \\
+          docker run --rm --privileged -e RECIPE -e IRONFORGE_ACCEL -v "$PWD:/src" -w /src debian:12 \\
             bash -c '
 {build_script}
           '
