@@ -63,7 +63,7 @@ class RemoteCache:
         with self._lock:
             if self.disabled is None:
                 self.disabled = exc.message
-                log.warning("remote cache %s unusable (%s): building locally, not asking it again in this run",
+                log.warning("remote cache %s unusable: %s; building locally, not asking it again in this run",
                             self.address, exc.message)
 
     def pull(self, store: Store, key: str, stage: str, material: dict) -> dict | None:

@@ -89,7 +89,7 @@ class Registry:
                 resp = self.http.request(method, url, data=body() if body else None, headers=h,
                                          stream=stream, timeout=self.timeout, allow_redirects=True)
             except requests.RequestException as exc:
-                raise Unavailable(f"{self.address}: {type(exc).__name__}: {_strip(exc)}") from None
+                raise Unavailable(self._why(exc)) from None
             if resp.status_code == 401 and attempt == 0 and "WWW-Authenticate" in resp.headers:
                 resp.close()
                 self._authenticate(resp.headers["WWW-Authenticate"])
@@ -103,6 +103,19 @@ class Registry:
                               f"credentials {'from ' + self.credentials.source if self.credentials else 'none found'}")
             return resp
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def _why(self, exc: requests.RequestException) -> str:
+        """Short words for a failed request (requests' own text repeats the whole URL)."""
+        if isinstance(exc, requests.ConnectTimeout):
+            return f"no connection within {self.timeout[0]:g} s (ConnectTimeout)"
+        if isinstance(exc, requests.ReadTimeout):
+            return f"no answer within {self.timeout[1]:g} s (ReadTimeout)"
+        if isinstance(exc, requests.ConnectionError):
+            inner = exc.args[0] if exc.args else exc
+            reason = getattr(inner, "reason", inner)
+            text = str(reason).split(": ", 1)[-1] if reason is not None else ""
+            return f"cannot connect (ConnectionError: {text[:120]})"
+        return f"{type(exc).__name__}"
 
     def _authenticate(self, header: str) -> None:
         scheme, params = _challenge(header)
@@ -261,7 +274,3 @@ def _read_bounded(resp: requests.Response, limit: int, what: str) -> bytes:
     return bytes(out)
 
 
-def _strip(exc: Exception) -> str:
-    """An exception's text without anything after the host (requests names the URL, whose path
-    is harmless, but keep messages short)."""
-    return str(exc)[:200]
