@@ -20,7 +20,6 @@ import base64
 import hashlib
 import logging
 import re
-from pathlib import Path
 from typing import BinaryIO, Callable
 from urllib.parse import urljoin
 
