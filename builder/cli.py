@@ -42,6 +42,8 @@ class App:
     _accel: accelmod.Accel | None = field(default=None, repr=False)
     # directories besides a recipe's own folder it may read host files from
     allow_host_paths: tuple[Path, ...] = ()
+    # the remote stage cache (builder/cache/remote), one per process so it warns once
+    remote: object | None = None
 
     @property
     def progress(self) -> bool:
@@ -61,7 +63,7 @@ class App:
     def engine(self, offline: bool = False, options: dict | None = None):
         from builder.engine import Engine
         return Engine(store=self.store, accel=self.accel(), progress=self.progress, offline=offline,
-                      debug=self.debug, options=options or {})
+                      debug=self.debug, options=options or {}, remote=None if offline else self.remote)
 
 
 def _emit_json(obj) -> None:
@@ -106,15 +108,23 @@ def _report(exc: BaseException, debug: bool) -> int:
               type=click.Path(path_type=Path, file_okay=False),
               help="Let recipes read host files under DIR too, not only inside their own folder "
                    "(repeatable; also $IRONFORGE_ALLOW_HOST_PATH, os.pathsep-separated).")
+@click.option("--cache-remote", default=None, metavar="oci://HOST[:PORT]/REPO",
+              help="Share stages through an OCI registry (also $IRONFORGE_CACHE_REMOTE; oci+http:// "
+                   "for a registry without TLS). See README: Many machines.")
+@click.option("--cache-remote-readonly", is_flag=True,
+              help="Pull from --cache-remote, never push (also $IRONFORGE_CACHE_REMOTE_READONLY=1).")
 @click.pass_context
-def cli(ctx, verbose, quiet, debug, cache_dir, output_dir, recipes_dir, accel, allow_host_path):
+def cli(ctx, verbose, quiet, debug, cache_dir, output_dir, recipes_dir, accel, allow_host_path,
+        cache_remote, cache_remote_readonly):
     """ironforge: build appliance images from recipes and prove they boot."""
+    from builder.cache.remote.cache import RemoteCache
     from builder.log import setup
     setup(verbose, quiet)
     ctx.obj = App(cache_dir=cache_dir or default_root(),
                   output_dir=output_dir or Path(os.environ.get("IRONFORGE_OUTPUT", "output")),
                   recipes_dir=recipes_dir, accel_override=accel, debug=debug, verbose=verbose, quiet=quiet,
-                  allow_host_paths=(*allow_host_path, *hostpaths.from_env()))
+                  allow_host_paths=(*allow_host_path, *hostpaths.from_env()),
+                  remote=RemoteCache.from_options(cache_remote, cache_remote_readonly))
 
 
 pass_app = click.make_pass_decorator(App)

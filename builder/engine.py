@@ -119,6 +119,8 @@ class Engine:
     options: dict[str, Any] = field(default_factory=dict)
     # memo of source digests: each module file is parsed once per process
     code: CodeDigests = field(default_factory=CodeDigests, repr=False)
+    # stages shared across machines (builder/cache/remote/cache.py RemoteCache), or None
+    remote: Any = None
 
     def _context(self, recipe: Recipe, workdir, stage: StageDef,
                  pins: dict[str, Any] | None = None) -> StageContext:
@@ -183,6 +185,7 @@ class Engine:
         self.store.remove_dead_workdirs()
         result = RunResult(recipe)
         previous: Step | None = None
+        subject: dict | None = None     # the previous stage's manifest in the remote cache
         total = len(stages)
         for i, stage in enumerate(stages, 1):
             mat = self.material(recipe, stage, previous)
@@ -201,9 +204,13 @@ class Engine:
             with self.store.stage_lock(key):
                 lease.hold(key)  # before the meta is read: see builder/cache/lease.py
                 meta = None if force else self.store.read_meta(key)
-                if meta is not None:
-                    log.info("[%d/%d] %s: cached (%s)", i, total, stage.name, key[:12])
-                    reason, hit = "cached", True
+                reason, hit = "cached", meta is not None
+                if not hit and not force and self.remote is not None:
+                    meta = self.remote.pull(self.store, key, stage.name, mat)
+                    reason, hit = "pulled", meta is not None
+                if hit:
+                    log.info("[%d/%d] %s: %s (%s)", i, total, stage.name, reason if reason == "cached"
+                             else f"pulled from {self.remote.address}", key[:12])
                 else:
                     reason = "forced" if force else diff_reason(
                         self.store.last_material(recipe.name, stage.name), mat)
@@ -212,6 +219,8 @@ class Engine:
                     hit = False
             if not forced_aside:  # a one-off key explains no later miss
                 self.store.remember_material(recipe.name, stage.name, mat)
+                if self.remote is not None:  # outside the stage lock: an upload takes a while
+                    subject = self.remote.push(self.store, key, stage.name, subject)
             art = self._artifact(stage, key, meta)
             result.artifacts[stage.name] = art
             result.steps.append(StepReport(stage.name, key, hit, round(time.monotonic() - t0, 3), reason))

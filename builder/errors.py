@@ -154,3 +154,12 @@ class WindowsImageError(BuildError):
 
 class VirtioWinError(UsageError):
     """The virtio-win source given is unreadable or holds no driver for this Windows (exit 2)."""
+
+
+class RemoteCacheError(BuildError):
+    """The remote stage cache (an OCI registry) failed or answered something unusable. The
+    engine never lets it fail a build: it warns and builds locally (builder/cache/remote/)."""
+
+
+class RemoteCacheCorrupt(RemoteCacheError):
+    """What the remote cache served does not match its digest or is not a stage we can use."""
