@@ -120,11 +120,14 @@ def _bootstrap(ctx, inputs):
 
 
 def _wait_if_asked(ctx, stage: str) -> None:
-    """Options ``hold_<stage>=MARKER``: announce the stage started, then wait to be killed."""
+    """Options ``hold_<stage>=MARKER``: announce the stage started (MARKER holds our pid), then
+    wait until MARKER.go exists (or the test kills us)."""
     marker = ctx.options.get(f"hold_{stage}")
     if marker:
         Path(marker).write_text(str(os.getpid()))
-        time.sleep(600)
+        deadline = time.monotonic() + 600
+        while not Path(marker + ".go").exists() and time.monotonic() < deadline:
+            time.sleep(0.05)
 
 
 def _drivers(ctx, inputs):
