@@ -55,10 +55,12 @@ def _checked(materials: list[dict]) -> tuple[dict[str, Any], dict[str, Any]]:
 
 def rebuild_one(engine: Engine, recipe: Recipe, stages: list[StageDef], output_root: Path, *,
                 keep: int | None = None, dry_run: bool = False, wait: bool = True,
-                pause: Callable[[str], None] | None = None) -> Outcome:
+                pause: Callable[[str], None] | None = None,
+                report: Callable[[Path, Any, dict], None] | None = None) -> Outcome:
     """Rebuild one recipe into ``output_root/<name>/`` (see the module docstring). Holds the
     folder's rebuild lock throughout (OutputBusy without ``wait``) and its publish lock while
-    publishing. A failure raises and leaves ``latest`` where it was."""
+    publishing. A failure raises and leaves ``latest`` where it was. ``report``: see
+    versions.publish_version (writes e.g. an HTML report into the new version)."""
     folder = output_root / recipe.name
     with locks.hold(output_root, recipe.name, "rebuild", wait=wait):
         prev = versions.current(folder)
@@ -82,7 +84,8 @@ def rebuild_one(engine: Engine, recipe: Recipe, stages: list[StageDef], output_r
             verification = result.artifacts["verify"].data if "verify" in result.artifacts else None
             with locks.hold(output_root, recipe.name, "publish"):
                 pub = versions.publish_version(result, output_root, engine.accel, verification,
-                                               store=engine.store, keep=keep, pause=pause)
+                                               store=engine.store, keep=keep, pause=pause,
+                                               report=report)
         out.status, out.version, out.previous = "published", pub.version, pub.previous
         out.pins, out.tools = _checked(list(pub.changes["inputs"].values()))
         out.stages = [{"name": s.name, "key": s.key, "hit": s.hit, "reason": s.reason} for s in result.steps]

@@ -251,11 +251,14 @@ def changes_doc(result: RunResult, version: str, prev: Current | None, store,
 
 def publish_version(result: RunResult, output_root: Path, accel: Accel, verification: dict | None, *,
                     store, keep: int | None = None,
-                    pause: Callable[[str], None] | None = None) -> Published:
+                    pause: Callable[[str], None] | None = None,
+                    report: Callable[[Path, RunResult, dict], None] | None = None) -> Published:
     """Publish ``result`` as a new version of ``output_root/<name>/`` and flip ``latest`` to it;
     prune to ``keep`` versions. The caller holds the folder's publish lock. ``pause(point)``
     is also called at "renamed" (version folder in place, ``latest`` not yet flipped) and
-    "flipped" (tests kill the process there)."""
+    "flipped" (tests kill the process there). ``report(dir, result, changes)`` may write more
+    files (an HTML report) into the version while it is still the private work dir, after
+    changes.json and before it is sealed read-only."""
     from builder.publish import publish
     name = result.recipe.name
     folder = output_root / name
@@ -278,6 +281,8 @@ def publish_version(result: RunResult, output_root: Path, accel: Accel, verifica
         doc.update(changes_doc(result, version, prev, store, now.isoformat(timespec="seconds")))
         (tmp / CHANGES_JSON).write_text(json.dumps(doc, indent=2, default=str) + "\n")
         (tmp / CHANGES_MD).write_text(changesmod.render_markdown(doc))
+        if report is not None:
+            report(tmp, result, doc)
 
     def install(tmp: Path, final: Path) -> None:
         os.rename(tmp, final)      # a new name (we hold the lock, and _free_name checked it)

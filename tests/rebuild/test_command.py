@@ -153,3 +153,17 @@ def test_build_into_a_versioned_folder_adds_a_version(env):
     assert versions.latest_version(folder) == out.name
     doc = json.loads((out / "changes.json").read_text())
     assert doc["changed"]["recipe"] == [{"key": "drivers.label", "old": "a", "new": "z"}]
+
+
+def test_a_report_hook_writes_into_the_version_before_it_is_sealed(env):
+    seen = {}
+
+    def report(d, result, changes):
+        seen["stages"] = [s.name for s in result.steps]
+        (d / "report.html").write_text(f"<p>{changes['version']}</p>")
+
+    o = _rebuild(env, report=report)
+    page = env.output / "fleet" / o.version / "report.html"
+    assert page.read_text() == f"<p>{o.version}</p>" and page.stat().st_mode & 0o222 == 0
+    assert seen["stages"] == ["bootstrap", "drivers", "export"]
+    assert os.readlink(env.output / "fleet" / "report.html") == "latest/report.html"
