@@ -111,7 +111,7 @@ def render(o: Outcome) -> list[str]:
     """Lines for a terminal."""
     lines: list[str] = []
     if o.status == "up-to-date":
-        lines.append(f"{o.recipe}: up to date ({o.version or 'no version'})")
+        lines.append(f"{o.recipe}: up to date ({o.version or 'unversioned output'})")
         lines += [f"  checked {w}" for w in _pin_words(o.pins)]
         if o.tools:
             lines.append("  checked tools: " + ", ".join(f"{k} {v}" for k, v in sorted(o.tools.items())))
