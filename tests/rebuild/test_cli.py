@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import fcntl
+import json
 import os
 import subprocess
 import sys
 from pathlib import Path
+
+import pytest
 
 from builder.rebuild.locks import lock_path
 
@@ -37,3 +40,17 @@ def test_no_wait_while_another_rebuild_holds_the_folder_is_exit_3(tmp_path):
 def test_rebuild_needs_a_recipe_or_all(tmp_path):
     r = ironforge("rebuild", cache=tmp_path / "cache", out=tmp_path / "out")
     assert r.returncode == 2 and "name at least one recipe, or use --all" in r.stderr
+
+
+@pytest.mark.network
+def test_dry_run_of_the_real_pipeline_says_what_would_run_and_publishes_nothing(tmp_path):
+    # the real stages' keys: a fresh, gpgv-checked InRelease from deb.debian.org, tools, code
+    r = ironforge("rebuild", "debian-12-amd64", "--dry-run", "--json", cache=tmp_path / "cache", out=tmp_path / "out")
+    assert r.returncode == 0, r.stderr
+    (o,) = json.loads(r.stdout)
+    assert o["status"] == "would-rebuild" and o["previous"] is None
+    assert [s["name"] for s in o["stages"]] == ["bootstrap", "disk", "customize", "drivers", "export", "verify"]
+    assert all(not s["hit"] and s["reason"] == "never built" for s in o["stages"])
+    assert len(o["pins"]["bootstrap"]["inrelease_sha256"]) == 64 and o["pins"]["bootstrap"]["suite"] == "bookworm"
+    assert o["changed"]["first_version"] is True
+    assert not (tmp_path / "out" / "debian-12-amd64").exists()
