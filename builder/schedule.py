@@ -47,7 +47,8 @@ def ironforge_argv() -> list[str]:
 
 def _quote(arg: str) -> str:
     # systemd's ExecStart splitting honours double quotes and backslashes; "%" starts a specifier
-    arg = arg.replace("%", "%%")
+    # and "$" a variable
+    arg = arg.replace("%", "%%").replace("$", "$$")
     if arg and all(c.isalnum() or c in "/._-=+:,@" for c in arg):
         return arg
     return '"' + arg.replace("\\", "\\\\").replace('"', '\\"') + '"'
