@@ -155,7 +155,7 @@ def _short(v: Any) -> str:
     return s if len(s) <= 80 else s[:77] + "…"
 
 
-def _archive_lines(upstream: list[dict]) -> tuple[list[str], list[dict]]:
+def _archive_lines(upstream: list[dict], inputs: dict) -> tuple[list[str], list[dict]]:
     """The suite's InRelease date and digest as one line per stage; the other pins back."""
     by_stage: dict[str, dict[str, dict]] = {}
     rest = []
@@ -168,7 +168,8 @@ def _archive_lines(upstream: list[dict]) -> tuple[list[str], list[dict]]:
     lines = []
     for where, pins in by_stage.items():
         stage, _, sub = where.partition("|")
-        suite = (pins.get("suite") or {}).get("new") or sub or "suite"
+        now = _flat((inputs.get(stage) or {}).get("pins") or {})
+        suite = (pins.get("suite") or {}).get("new") or now.get(f"{sub}.suite" if sub else "suite") or "suite"
         parts = []
         if "release_date" in pins:
             parts.append(f"Date {pins['release_date']['old']} → {pins['release_date']['new']}")
@@ -188,7 +189,7 @@ def render_markdown(doc: dict[str, Any]) -> str:
     out += ["", "## What changed", ""]
     if ch.get("first_version"):
         out.append("- first version: nothing to compare with")
-    lines, rest = _archive_lines(ch.get("upstream", []))
+    lines, rest = _archive_lines(ch.get("upstream", []), doc.get("inputs") or {})
     out += lines
     for u in rest:
         out.append(f"- upstream: {u['stage']} {u['pin']}: {_short(u['old'])} → {_short(u['new'])}")

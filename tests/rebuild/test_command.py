@@ -77,7 +77,7 @@ def test_bumped_inrelease_rebuilds_from_bootstrap_and_writes_the_package_diff(en
     assert pk["added"] == [{"name": "new-tool", "version": "0.1"}]
     assert pk["removed"] == [{"name": "old-tool", "version": "1.0"}]
     md = (folder / o.version / "CHANGES.md").read_text()
-    assert "Date Sat, 11 Jul 2026 10:16:37 UTC → Sun, 12 Jul 2026 10:16:37 UTC" in md
+    assert "- upstream: bookworm InRelease (bootstrap): Date Sat, 11 Jul 2026 10:16:37 UTC → Sun, 12 Jul 2026 10:16:37 UTC" in md
     assert "| openssl | 3.0.11-1 | 3.0.13-1~deb12u1 |" in md and "| new-tool | 0.1 |" in md
     # and then it is up to date again
     assert _rebuild(env).status == "up-to-date"
