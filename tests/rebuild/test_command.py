@@ -102,6 +102,9 @@ def test_keep_2_after_three_versions_leaves_two_and_never_latest(env):
     assert versions.versions(folder) == vs[1:]
     assert versions.latest_version(folder) == vs[2]
     assert not [p for p in folder.iterdir() if p.name.startswith(".")]
+    # cache gc keeps what every kept version's manifest names (and reads no link twice)
+    from builder.cache.gc import _manifests
+    assert _manifests(env.output) == [folder / v / "manifest.json" for v in vs[1:]]
     # prune itself never deletes what latest names, whatever keep says
     os.remove(folder / "latest")
     os.symlink(vs[1], folder / "latest")
