@@ -406,8 +406,8 @@ def schedule_systemd_cmd(app: App, names, user, on_calendar, rebuild_output, uni
     spec = schedule.check_calendar(on_calendar)
     argv = schedule.ironforge_argv() + ["--cache-dir", str(app.cache_dir.resolve()),
                                         "--output-dir", str((rebuild_output or app.output_dir).resolve())]
-    if app.recipes_dir:
-        argv += ["--recipes-dir", str(app.recipes_dir.resolve())]
+    # the recipes this shell would find now, not those of the unit's working directory
+    argv += ["--recipes-dir", str((app.recipes_dir or recipes.default_recipes_dir()).resolve())]
     argv += [a for d in app.allow_host_paths for a in ("--allow-host-path", str(Path(d).resolve()))]
     plan = schedule.Plan(user=user, on_calendar=spec, workdir=schedule.PROJECT_ROOT, environment={},
                          command=argv + schedule.rebuild_args(list(names), keep, no_verify))
