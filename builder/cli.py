@@ -355,7 +355,8 @@ def rebuild_cmd(app: App, names, all_, keep, dry_run, no_wait, no_verify, as_jso
         except IronforgeError as exc:
             if not all_ or exc.exit_code != 2:
                 raise
-            outcomes.append({"recipe": r.name, "status": "skipped", "reason": exc.message})
+            outcomes.append({"recipe": r.name, "status": "skipped", "reason": (
+                "needs " + ", ".join(p.key for p in exc.problems) if isinstance(exc, RecipeError) else exc.message)})
             continue
         try:
             o = rebuild_one(app.engine(), r, stages, app.output_dir, keep=keep, dry_run=dry_run,
