@@ -3,7 +3,7 @@ against a loopback mirror (tests/rebuild_mirror.py) whose InRelease is signed wi
 key. A cold rebuild publishes version 1; a second one with the mirror untouched is "up to date"
 and runs no stage; a bumped InRelease (later Date, our package upgraded, one dependency swapped
 for another) rebuilds bootstrap and every stage after it, publishes version 2 and writes the
-guest's package diff. Two cold builds: 10-35 min under TCG, so slow."""
+guest's package diff. Two cold builds: 42 min measured here under TCG on a loaded host, so slow."""
 
 from __future__ import annotations
 
@@ -24,7 +24,7 @@ from shared_cache import cache_root
 from builder.cache.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
-# two cold bootstraps + disk + customize + export: 35 min measured on a loaded 2-core TCG host
+# two cold bootstraps + disk + customize + export: 42 min measured on a loaded 2-core TCG host
 pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.timeout(7200)]
 
 
