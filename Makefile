@@ -10,7 +10,7 @@ DEB_PACKAGES := qemu-system-x86 qemu-utils libguestfs-tools python3-guestfs pyth
                 busybox-static ovmf cpio docker-registry fdisk e2fsprogs dosfstools debconf curl arch-test \
                 python3-venv python3-pip wimtools python3-defusedxml swtpm swtpm-tools \
                 libvirt-clients libxml2-utils vagrant vagrant-libvirt \
-                libvirt-daemon libvirt-daemon-driver-qemu chromium shellcheck
+                libvirt-daemon libvirt-daemon-driver-qemu chromium shellcheck systemd
 
 RECIPE ?= debian-12-amd64
 PYTEST_ARGS ?=

@@ -284,14 +284,15 @@ def _targets(app: App, names, all_) -> list:
 # -- build ---------------------------------------------------------------------------------------
 
 def build_one(app: App, r, force: bool, verify: bool, offline: bool, options: dict) -> dict:
-    from builder.publish import publish
     from builder.cache.lease import Lease
     stages = pipeline.stages_for(r, verify=verify)
     engine = app.engine(offline=offline, options=options)
     with Lease(app.store) as lease:  # the stages stay pinned against `cache gc` until published
         result = engine.run(r, stages, force=force, lease=lease)
         verification = result.artifacts["verify"].data if "verify" in result.artifacts else None
-        out = publish(result, app.output_dir, engine.accel, verification)
+        # a versioned output folder (ironforge rebuild) gets a new version; any other as before
+        from builder.rebuild.versions import publish_output
+        out = publish_output(result, app.output_dir, engine.accel, verification, app.store)
     hits = sum(s.hit for s in result.steps)
     return {"recipe": r.name, "ok": True, "output": str(out),
             "image": str(out / f"{r.name}.qcow2"), "cached_stages": hits, "stages": len(result.steps),
@@ -356,6 +357,102 @@ def build_cmd(app: App, names, all_, force, jobs, no_verify, offline, html_path,
             if f.get("hint"):
                 click.echo(f"  hint: {f['hint']}", err=True)
         raise SystemExit(max(f["exit_code"] for f in failures))
+
+
+# -- rebuild / schedule ----------------------------------------------------------------------------
+
+@cli.command("rebuild")
+@click.argument("names", nargs=-1)
+@click.option("--all", "all_", is_flag=True, help="Every recipe in the recipes directory (those lacking "
+              "user inputs, such as Windows media, are listed as skipped).")
+@click.option("--keep", type=click.IntRange(1, 100000), default=5, show_default=True,
+              help="Versions kept per recipe (the one latest names is never deleted).")
+@click.option("--dry-run", is_flag=True, help="Say what would rebuild and why; build and publish nothing.")
+@click.option("--no-wait", is_flag=True, help="If another rebuild holds the output folder, exit 3 at once.")
+@click.option("--no-verify", is_flag=True, help="Skip the boot verification stage.")
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def rebuild_cmd(app: App, names, all_, keep, dry_run, no_wait, no_verify, as_json):
+    """Rebuild what changed upstream into output/<name>/<version>/ and flip output/<name>/latest."""
+    from builder.rebuild.command import rebuild_one, render
+    targets = _targets(app, names, all_)
+    app.accel()
+    from builder.cache.sweep import sweep
+    sweep(app.store, app.output_dir)
+    outcomes, failures = [], []
+    for r in targets:
+        try:
+            stages = pipeline.stages_for(r, verify=not no_verify)
+        except IronforgeError as exc:
+            if not all_ or exc.exit_code != 2:
+                raise
+            outcomes.append({"recipe": r.name, "status": "skipped", "reason": (
+                "needs " + ", ".join(p.key for p in exc.problems) if isinstance(exc, RecipeError) else exc.message)})
+            continue
+        try:
+            o = rebuild_one(app.engine(), r, stages, app.output_dir, keep=keep, dry_run=dry_run,
+                            wait=not no_wait)
+            outcomes.append(o.to_dict())
+            if not as_json:
+                for line in render(o):
+                    click.echo(line)
+        except IronforgeError as exc:
+            if len(targets) == 1:
+                raise
+            failures.append(exc)
+            outcomes.append({"recipe": r.name, "status": "failed", **exc.to_dict()})
+    if as_json:
+        _emit_json(outcomes)
+    else:
+        for o in outcomes:
+            if o["status"] == "skipped":
+                click.echo(f"{o['recipe']}: skipped ({o['reason']})")
+    for o in (o for o in outcomes if o["status"] == "failed"):
+        click.echo(f"error: {o['recipe']}: {o['message']}", err=True)
+        if o.get("hint"):
+            click.echo(f"  hint: {o['hint']}", err=True)
+    if failures:
+        raise SystemExit(max(f.exit_code for f in failures))
+
+
+@cli.group("schedule")
+def schedule_cmd():
+    """Run `ironforge rebuild` on a timer."""
+
+
+@schedule_cmd.command("systemd")
+@click.argument("names", nargs=-1)
+@click.option("--user", is_flag=True, help="User units (~/.config/systemd/user) instead of system units.")
+@click.option("--on-calendar", default="daily", show_default=True, help="When to run (systemd.time(7)).")
+@click.option("--output-dir", "rebuild_output", type=click.Path(path_type=Path), default=None,
+              help="Where the scheduled rebuild publishes (default: the global --output-dir).")
+@click.option("--unit-dir", type=click.Path(path_type=Path), default=None,
+              help="Where to write the units (default /etc/systemd/system, or the user unit folder).")
+@click.option("--keep", type=click.IntRange(1, 100000), default=5, show_default=True)
+@click.option("--no-verify", is_flag=True)
+@click.option("--json", "as_json", is_flag=True)
+@pass_app
+def schedule_systemd_cmd(app: App, names, user, on_calendar, rebuild_output, unit_dir, keep, no_verify, as_json):
+    """Write ironforge-rebuild.service and .timer (rebuild RECIPEs, or --all)."""
+    from builder import schedule
+    spec = schedule.check_calendar(on_calendar)
+    argv = schedule.ironforge_argv() + ["--cache-dir", str(app.cache_dir.resolve()),
+                                        "--output-dir", str((rebuild_output or app.output_dir).resolve())]
+    # the recipes this shell would find now, not those of the unit's working directory
+    argv += ["--recipes-dir", str((app.recipes_dir or recipes.default_recipes_dir()).resolve())]
+    argv += [a for d in app.allow_host_paths for a in ("--allow-host-path", str(Path(d).resolve()))]
+    plan = schedule.Plan(user=user, on_calendar=spec, workdir=schedule.PROJECT_ROOT, environment={},
+                         command=argv + schedule.rebuild_args(list(names), keep, no_verify))
+    files = schedule.write(plan, unit_dir or schedule.unit_dir(user))
+    if as_json:
+        _emit_json({"files": [str(f) for f in files], "on_calendar": spec, "exec": plan.command,
+                    "enable": schedule.enable_hint(plan)})
+    else:
+        for f in files:
+            click.echo(f"wrote {f}")
+        click.echo(f"runs: {schedule.describe(plan)}")
+        click.echo(f"when: {spec}")
+        click.echo(f"enable: {schedule.enable_hint(plan)}")
 
 
 # -- convert -------------------------------------------------------------------------------------

@@ -147,6 +147,13 @@ class MissingEnvironment(IronforgeError):
     exit_code = 3
 
 
+class OutputBusy(IronforgeError):
+    """Another ironforge process holds the output folder (a rebuild runs there) and the caller
+    asked not to wait (exit 3: this run could not happen here now; nothing was built)."""
+
+    exit_code = 3
+
+
 class WindowsImageError(BuildError):
     """A Windows disk cannot be injected safely (not Windows, hibernated, dynamic disk, a
     malformed hive…); nothing was written (exit 1)."""

@@ -91,9 +91,15 @@ def _material(a) -> dict:
 
 
 def publish(result: RunResult, output_root: Path, accel: Accel, verification: dict | None,
-            pause: Callable[[str], None] | None = None) -> Path:
+            pause: Callable[[str], None] | None = None, *, final: Path | None = None,
+            extra: Callable[[Path], None] | None = None,
+            install: Callable[[Path, Path], None] | None = None) -> Path:
     """Publish ``result`` as ``output_root/<name>/``. ``pause(point)`` is called at the named
-    points "placed", "assembled" and "swapped" (tests kill the process there)."""
+    points "placed", "assembled" and "swapped" (tests kill the process there).
+
+    Versioned outputs (builder/rebuild/versions.py) pass ``final`` (the version folder),
+    ``extra(tmp)`` (writes more files before the work dir is sealed) and ``install(tmp, final)``
+    (a rename into a new name instead of the swap)."""
     recipe = result.recipe
     name = recipe.name
     at = pause or (lambda point: None)
@@ -133,13 +139,15 @@ def publish(result: RunResult, output_root: Path, accel: Accel, verification: di
                    else machinemod.from_recipe(recipe))
         pkg_dicts = [p if isinstance(p, dict) else {"name": str(p)} for p in packages]
         qcow2 = f"{name}.qcow2" if "qcow2" in formats else None
-        beside.write(tmp, output_root / name, name, machine, formats, pkg_dicts, qcow2_file=qcow2,
+        beside.write(tmp, final or output_root / name, name, machine, formats, pkg_dicts, qcow2_file=qcow2,
                      image_sha256=known.get(qcow2 or ""), known=known)
+        if extra is not None:
+            extra(tmp)
         make_read_only(tmp)
         fsync_tree(tmp)
         at("assembled")
-        final = output_root / name
-        swap.replace_dir(tmp, final)
+        final = final or output_root / name
+        (install or swap.replace_dir)(tmp, final)
         fsync_dir(output_root)
         at("swapped")
         return final

@@ -301,6 +301,9 @@ SETTINGS: tuple[Setting, ...] = (
       "convert: a foreign VM or container from source.image."),
     S("build.mirror", Url(mirror=True), "http://deb.debian.org/debian",
       "Package mirror used by the bootstrap and the installer."),
+    S("build.keyring", HostFile(private=False, what="a keyring file relative to the recipe's folder"), None,
+      "Binary OpenPGP keyring (gpg --export) that signs build.mirror's InRelease, for a mirror of "
+      "your own (bootstrap method); default: Debian's archive keyrings."),
     S("build.variant", Enum("essential", "apt", "required", "minbase", "buildd", "important", "standard"),
       "apt", "mmdebstrap variant (package priority set)."),
     S("build.packages", StrList(Str(r"[a-z0-9][a-z0-9+.\-]*(:[a-z0-9]+)?", "a package name")), [],

@@ -17,10 +17,14 @@ and the cache pin, the sha256 of InRelease, changes exactly when that date does)
 from __future__ import annotations
 
 import collections
+import contextlib
+import dataclasses
 import logging
 import os
 import shlex
+import shutil
 import subprocess
+import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -124,6 +128,29 @@ def run(spec: Spec, target: Path, logger: logging.Logger | None = None, tail: in
     It runs in its own process group that dies with us (PDEATHSIG) and is killed whole on every
     way out: success, failure, Ctrl-C, or ``timeout`` seconds."""
     logger = logger or log
+    if spec.keyring != KEYRING:
+        with _readable_copy(spec.keyring) as ring:
+            return _run(dataclasses.replace(spec, keyring=ring), target, logger, tail, timeout)
+    return _run(spec, target, logger, tail, timeout)
+
+
+@contextlib.contextmanager
+def _readable_copy(keyring: Path):
+    """apt checks signatures as its unprivileged _apt user, who cannot read a keyring kept in a
+    private folder (a recipe's, under a 0700 home): it gets a world-readable copy of the public
+    keys in a fresh directory, removed afterwards."""
+    d = Path(tempfile.mkdtemp(prefix="ironforge-keyring-"))
+    try:
+        d.chmod(0o755)
+        copy = d / (keyring.name if keyring.suffix in (".gpg", ".asc") else "keyring.gpg")
+        shutil.copyfile(keyring, copy)
+        copy.chmod(0o644)
+        yield copy
+    finally:
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _run(spec: Spec, target: Path, logger: logging.Logger, tail: int, timeout: float) -> None:
     cmd = command(spec, target)
     logger.info("mmdebstrap %s %s (%s, %d packages)", spec.suite, spec.arch, spec.variant,
                 len(spec.packages))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import os
 from email.utils import parsedate_to_datetime
+from pathlib import Path
 from typing import Any
 
 from builder.errors import UsageError
@@ -27,10 +28,19 @@ def target(recipe) -> Target:
     return Target(release=recipe.release, arch=recipe.arch, firmware=recipe.get("firmware", "bios"))
 
 
+def _keyring(ctx: StageContext) -> Path | None:
+    """build.keyring, resolved from the recipe's folder (recipe.load already refused one outside
+    the folders the recipe may read), or None for Debian's archive keyrings."""
+    given = ctx.recipe.get("build.keyring", None)
+    return Path(os.path.realpath(os.path.join(ctx.recipe.dir, os.path.expanduser(given)))) if given else None
+
+
 def _release(ctx: StageContext):
     t = target(ctx.recipe)
+    ring = _keyring(ctx)
     return inrelease(ctx.recipe.get("build.mirror", "http://deb.debian.org/debian"), t.suite,
-                     ctx.store, offline=ctx.offline, progress=ctx.progress)
+                     ctx.store, offline=ctx.offline, progress=ctx.progress,
+                     keyrings=[ring] if ring else None)
 
 
 def pins(ctx: StageContext) -> dict[str, Any]:
@@ -69,7 +79,8 @@ def spec(ctx: StageContext, source_date_epoch: int | None = None) -> mmdebstrap.
         suite=t.suite, arch=t.debian_arch, variant=r.get("build.variant", "apt"),
         packages=tuple(package_set(t, r.get("build.packages", []))),
         mirror=r.get("build.mirror", "http://deb.debian.org/debian"),
-        initramfs_modules=VIRTIO_MODULES, source_date_epoch=source_date_epoch, apt_cache=apt_cache)
+        initramfs_modules=VIRTIO_MODULES, source_date_epoch=source_date_epoch, apt_cache=apt_cache,
+        keyring=_keyring(ctx) or mmdebstrap.KEYRING)
 
 
 def _mmdebstrap_timeout(ctx: StageContext) -> float:
@@ -111,6 +122,6 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
 STAGE = StageDef(
     name=NAME, version=1,
     reads=("arch", "firmware", "os.family", "os.release", "build.variant", "build.packages",
-           "build.mirror"),
+           "build.mirror", "build.keyring"),
     run=run, tools=("mmdebstrap",), pins=pins,
     doc="mmdebstrap the Debian release into a root filesystem tarball")

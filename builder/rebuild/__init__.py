@@ -1,0 +1,1 @@
+"""Scheduled rebuilds: versioned outputs, what changed between versions, one rebuild per folder."""
