@@ -361,6 +361,17 @@ def build_cmd(app: App, names, all_, force, jobs, no_verify, offline, html_path,
 
 # -- rebuild / schedule ----------------------------------------------------------------------------
 
+def _version_report(folder: Path, result, changes: dict) -> None:
+    """Each published version carries its own report.html (the rebuild's verification), written
+    before the version is sealed, so the page and the image it describes are published together."""
+    from builder.runner import html_report
+    verify = result.artifacts.get("verify")
+    if verify is not None and verify.data:
+        html_report.write(folder / "report.html", html_report.results_from_build(
+            [{"recipe": result.recipe.name, "ok": True, "verification": verify.data}]),
+            title=f"ironforge rebuild {result.recipe.name} {changes.get('version', '')}".rstrip())
+
+
 @cli.command("rebuild")
 @click.argument("names", nargs=-1)
 @click.option("--all", "all_", is_flag=True, help="Every recipe in the recipes directory (those lacking "
@@ -391,7 +402,7 @@ def rebuild_cmd(app: App, names, all_, keep, dry_run, no_wait, no_verify, as_jso
             continue
         try:
             o = rebuild_one(app.engine(), r, stages, app.output_dir, keep=keep, dry_run=dry_run,
-                            wait=not no_wait)
+                            wait=not no_wait, report=_version_report)
             outcomes.append(o.to_dict())
             if not as_json:
                 for line in render(o):

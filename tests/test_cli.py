@@ -217,3 +217,24 @@ def test_plan_json_holds_no_secret_or_file_digest(tmp_path):
     digest = hashlib.sha256(b"private motd 8d2e\n").hexdigest()
     for text in (r.stdout, r.stderr):
         assert "Root-Pw-from-file-5150" not in text and "private motd" not in text and digest not in text
+
+
+def test_a_rebuild_version_carries_the_html_report_of_its_verification(tmp_path):
+    """The rebuild's report hook writes report.html from the verify stage's data (the page itself
+    is tested in tests/runner/test_html_report.py); a run without verification writes none."""
+    from types import SimpleNamespace
+
+    from builder.cli import _version_report
+    from builder.runner.verify import VerifyResult
+    v = VerifyResult(image="/o/web.qcow2", name="web", arch="x86_64", accel="tcg", firmware="bios",
+                     status="passed", reason="", message="marker seen", hint="", boot_seconds=41.5,
+                     serial_tail=["ironforge-boot-ok"], timeline={"firmware": 1.0, "kernel": 3.0,
+                                                                  "userspace": 30.0, "marker": 41.5})
+    art = SimpleNamespace(data=v.to_dict())
+    result = SimpleNamespace(recipe=SimpleNamespace(name="web"), artifacts={"verify": art})
+    _version_report(tmp_path, result, {"version": "20261129T080000Z-abcd1234"})
+    page = (tmp_path / "report.html").read_text()
+    assert "web" in page and "passed" in page and "20261129T080000Z-abcd1234" in page
+    (tmp_path / "report.html").unlink()
+    _version_report(tmp_path, SimpleNamespace(recipe=result.recipe, artifacts={}), {"version": "x"})
+    assert not (tmp_path / "report.html").exists()
