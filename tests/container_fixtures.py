@@ -69,14 +69,16 @@ def strip(src: Path, dst: Path) -> dict:
     with tarfile.open(src) as t:
         status = t.extractfile("./var/lib/dpkg/status").read().decode()
         gone = sorted({p for p, _ in _stanzas(status) if STRIP_PACKAGES.match(p)})
-        files: set[str] = set()
+        listed: set[str] = set()
         for m in t.getmembers():
             n = _norm(m.name)
             if n.startswith("var/lib/dpkg/info/") and n.endswith(".list"):
                 pkg = n.rsplit("/", 1)[-1][:-5].split(":")[0]
                 if pkg in gone:
-                    for line in t.extractfile(m).read().decode().splitlines():
-                        files.add(_canon(line))
+                    listed.update(t.extractfile(m).read().decode().splitlines())
+        # dpkg lists folders too (/lib, shared with every package): only leaves go
+        folders = {posixpath.dirname(x) for x in listed}
+        files = {_canon(x) for x in listed - folders}
         new_status = "\n\n".join(st for p, st in _stanzas(status) if p not in gone) + "\n"
         triggers = "".join(ln + "\n" for ln in t.extractfile("./var/lib/dpkg/triggers/File").read().decode().splitlines()
                            if ln.split()[-1].split("/")[0] not in gone)

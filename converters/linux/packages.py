@@ -63,7 +63,7 @@ def apt_config(d: Path, arch: str, mirror: str, suite: str, keyring: Path = KEYR
     (d / "etc/sources.list").write_text(f"deb [signed-by={keyring}] {mirror.rstrip('/')} {suite} main\n")
     conf = d / "apt.conf"
     conf.write_text("\n".join([
-        f'Dir "/";',
+        'Dir "/";',
         f'Dir::Etc "{d}/etc";',
         f'Dir::Etc::sourcelist "{d}/etc/sources.list";',
         f'Dir::Etc::sourceparts "{d}/etc/sources.list.d";',

@@ -110,6 +110,20 @@ def test_xen_only_kernels_and_unknown_distros_are_refused():
         fixups.plan(_facts(distro="gentoo"))
 
 
+def test_debian_default_kernel_pinned_past_a_newer_xen_only_one():
+    xen = {"version": "6.9.0-xen", "vmlinuz": True, "initrd": True, "virtio": [], "virtio_capable": False,
+           "xen_pv_only": True}
+    ok = [{"version": v, "vmlinuz": True, "initrd": True, "virtio": ["virtio_blk"], "virtio_capable": True,
+           "xen_pv_only": False} for v in ("6.1.0-9-amd64", "6.1.0-10-amd64")]
+    p = fixups.plan(_facts(kernels=[xen, *ok]))
+    grub = {e.path: e for e in p.edits}["/etc/default/grub"]
+    want = "gnulinux-advanced-1111-root>gnulinux-6.1.0-10-amd64-advanced-1111-root"
+    assert f'GRUB_DEFAULT="{want}"' in grub.new and "6.9.0-xen" in grub.why
+    assert p.default_kernel == {"kernel": "6.1.0-10-amd64", "entry": want}
+    # every kernel boots from virtio: the guest's own choice stays
+    assert fixups.plan(_facts(kernels=ok)).default_kernel == {}
+
+
 def test_generated_grub_cfg_check_catches_the_appliance_device_leak():
     bad = "menuentry 'Debian' {\n\tlinux /boot/vmlinuz-6.1 root=/dev/sda1 ro console=ttyS0,115200\n}\n"
     assert fixups.check_grub_cfg(bad, "1111-root")
