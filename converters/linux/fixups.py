@@ -18,7 +18,7 @@ from builder.errors import BuildError
 from builder.host.guestfs_session import guest_command
 from builder.linux import bootloader, initramfs
 from builder.linux.rootfs import set_shell_vars
-from converters.linux import console, devices, network, tools
+from converters.linux import console, devices, kernel, network, tools
 from converters.linux.edits import FileEdit, GuestRun
 
 log = logging.getLogger("ironforge.convert.linux")
@@ -38,10 +38,13 @@ class Plan:
     network: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
     default_kernel: dict = field(default_factory=dict)
+    kernel_install: dict = field(default_factory=dict)
 
     def steps(self) -> list[str]:
         """One line per change, for the dry run and the summary."""
-        out = [f"{e.action} {e.path}: {e.why}" for e in self.edits]
+        out = [f"kernel: install {self.kernel_install['package']}: {self.kernel_install['why']}"] \
+            if self.kernel_install else []
+        out += [f"{e.action} {e.path}: {e.why}" for e in self.edits]
         out += [f"run {' '.join(r.argv)}: {r.why}" for r in self.removals]
         if self.initramfs:
             out.append(f"initramfs: {self.initramfs['why']}")
@@ -55,7 +58,8 @@ class Plan:
         return {"files": [e.to_dict() for e in self.edits],
                 "commands": [r.to_dict() for r in self.removals],
                 "initramfs": self.initramfs, "grub": self.grub, "network": self.network,
-                "default_kernel": self.default_kernel, "notes": self.notes}
+                "default_kernel": self.default_kernel, "kernel_install": self.kernel_install,
+                "notes": self.notes}
 
 
 def _merge(edits: list[FileEdit], original: dict[str, str | None]) -> list[FileEdit]:
@@ -77,13 +81,20 @@ def refuse_unsupported(facts: dict) -> None:
                          hint="supported: Debian, Ubuntu and the RHEL family")
     if facts.get("package_format") not in ("deb", "rpm"):
         raise BuildError(f"the guest's package format is {facts.get('package_format')!r}, not deb or rpm")
-    ks = facts.get("kernels") or []
-    if not any(k["virtio_capable"] and k["vmlinuz"] for k in ks):
-        what = ("only Xen-PV-only kernels" if ks and all(k["xen_pv_only"] for k in ks)
-                else "no kernel with virtio_blk" if ks else "no kernel")
+    what = missing_kernel(facts)
+    if what and kernel.package_for(facts) is None:
         raise BuildError(f"the guest has {what}: it cannot boot from a virtio disk",
-                         hint="install a virtio-capable kernel in the guest (linux-image-amd64 / "
-                              "linux-image-686-pae) before converting; ironforge does not install one yet")
+                         hint="install a virtio-capable kernel in the guest before converting; ironforge "
+                              "installs one only into Debian releases it builds (12, 13)")
+
+
+def missing_kernel(facts: dict) -> str | None:
+    """Why no kernel of the guest can boot from virtio, or None when one can."""
+    ks = facts.get("kernels") or []
+    if any(k["virtio_capable"] and k["vmlinuz"] for k in ks):
+        return None
+    return ("only Xen-PV-only kernels" if ks and all(k["xen_pv_only"] for k in ks)
+            else "no kernel with virtio_blk" if ks else "no kernel")
 
 
 def _version_key(v: str) -> list:
@@ -128,6 +139,11 @@ def plan(facts: dict, macs: list[str] | None = None,
     net_edits, decision = network.plan(cur, [m for m in (macs or []) if m])
     take(net_edits)
     p = Plan(network=decision)
+    what = missing_kernel(facts)
+    if what:
+        p.kernel_install = {"package": kernel.package_for(facts),
+                            "why": f"the guest has {what}; the release's kernel, fetched by apt on the host "
+                                   "(signature-checked), installed by the guest's dpkg"}
     if facts.get("package_format") == "deb":
         dk_edits, p.default_kernel = default_kernel(cur, facts)
         take(dk_edits)
