@@ -128,3 +128,52 @@ def container(arch: str) -> Path:
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return out
+
+
+# A Debian guest whose only kernel cannot boot from virtio: the Xen PV fixture with its Debian
+# kernel packages purged (by its own dpkg, in the appliance) and a Xen-only kernel's files left in
+# their place, versioned to sort above the release's kernel, without an initramfs (a Xen PV kernel
+# with its front-ends built in boots without one).
+XEN_ONLY_VERSION = "6.9.0-xen"
+
+
+def _xen_only_layout(g) -> None:
+    from builder.host import guest_os
+    with guest_os.opened(g, what="xen-only fixture", want_type="linux", trim_after=False):
+        g.sh("DEBIAN_FRONTEND=noninteractive dpkg --purge --force-depends "
+             "$(dpkg-query -W -f='${Package}\\n' 'linux-image-*') 2>&1")
+        v = XEN_ONLY_VERSION
+        g.write(f"/boot/vmlinuz-{v}", b"\x00stand-in: a Xen PV kernel image\n")
+        g.write(f"/boot/config-{v}", b"CONFIG_X86_64_XEN=y\nCONFIG_XEN_BLKDEV_FRONTEND=y\n")
+        g.mkdir_p(f"/lib/modules/{v}/kernel/drivers/block")
+        g.write(f"/lib/modules/{v}/modules.dep", b"kernel/drivers/block/xen-blkfront.ko:\n")
+
+
+def xen_only(arch: str = "amd64") -> Path:
+    """The Xen PV fixture with only a Xen-PV-only kernel (qcow2), built once per machine."""
+    from convert_fixtures import xen
+    from builder import qemu_img
+    from builder.host.accel import choose
+    from builder.host.guestfs_session import Drive, session
+    base = xen(arch)
+    d = cache_root() / "container-fixtures" / _key(str(base))
+    img = d / f"xen-only-{arch}.qcow2"
+    if img.is_file():
+        return img
+    tmp = d.parent / f".{d.name}.tmp-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir(parents=True)
+    try:
+        layer = tmp / "layer.qcow2"
+        qemu_img.overlay(base, layer, what="xen-only fixture overlay")
+        with session([Drive(layer, "qcow2", readonly=False)], choose(), what="xen-only fixture") as g:
+            _xen_only_layout(g)
+        qemu_img.convert(layer, tmp / img.name, "qcow2", what="xen-only fixture flatten")
+        layer.unlink()
+        try:
+            tmp.rename(d)
+        except OSError:
+            pass
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return img
