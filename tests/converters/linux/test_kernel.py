@@ -27,6 +27,7 @@ def cli(*args, cache: Path, out: Path, timeout=5400):
 
 @pytest.mark.slow
 @pytest.mark.boot
+@pytest.mark.timeout(7200)
 def test_xen_only_guest_gets_the_release_kernel_and_boots_it(tmp_path):
     src = xen_only("amd64")
     cache, out = tmp_path / "cache", tmp_path / "output"

@@ -29,6 +29,8 @@ from builder.host.accel import choose
 from builder.host.guestfs_session import Drive, session
 
 REPO = Path(__file__).resolve().parents[3]
+# dpkg and update-initramfs under TCG: ~10 min on a quiet 2-core host, far more on a loaded one
+pytestmark = pytest.mark.timeout(5400)
 VIRTIO = ("virtio_blk", "virtio_pci", "virtio_net", "virtio_scsi")
 
 
@@ -164,6 +166,7 @@ def test_a_non_debian_container_is_refused_with_the_reason(tmp_path):
 
 @pytest.mark.slow
 @pytest.mark.boot
+@pytest.mark.timeout(7200)
 def test_amd64_container_from_a_recipe_gpt_boots(tmp_path):
     """build.method = "convert" with a GPT disk: BIOS boot partition + root, linux-image-amd64."""
     src = container("amd64")
