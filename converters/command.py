@@ -57,7 +57,7 @@ def recipe_from_inspection(engine, srcs: list[Path], name: str | None, arch: str
         res = engine.run(r, [pipeline.load_stage(n, r) for n in ("import", "inspect")], lease=lease)
     facts = res.artifacts["inspect"].data
     word = arch
-    if not word and facts.get("type") == "linux" and facts.get("arch") in archmod.ALIASES:
+    if not word and facts.get("type") in ("linux", "rootfs") and facts.get("arch") in archmod.ALIASES:
         word = archmod.family_word("debian", facts["arch"])
     fw = facts.get("firmware") if facts.get("firmware") in ("bios", "uefi") else None
     return recipe_for(srcs, name, word, fw)
@@ -92,7 +92,8 @@ def planned_fixups(facts: dict, vm: dict | None) -> list[str]:
     from builder import settings
     from converters.stages.convert import plan_for
     if facts.get("type") == "rootfs":
-        return ["convert: a container root filesystem into a VM: not implemented yet"]
+        from converters import container
+        return [f"convert: {s}" for s in container.plan(facts)]
     head = (f"inspect: {facts.get('type')} {facts.get('distro', facts.get('product_name', ''))} "
             f"{facts.get('version', facts.get('version_name', ''))} {facts.get('arch')} "
             f"({facts.get('bits')}-bit, {facts.get('firmware')}, bootloader {facts.get('bootloader', '-')})")
@@ -133,7 +134,8 @@ def dry_run(srcs: list[Path], name: str | None, accel=None, engine=None, arch: s
     if facts is not None:
         steps += planned_fixups(facts, vm)
     elif src.kind == "rootfs":
-        steps.append("convert: a container root filesystem into a VM: not implemented yet")
+        steps.append("convert: a container root filesystem into a VM: a disk, the release's kernel, "
+                     "initramfs-tools and GRUB (the cached inspect facts give the details)")
     steps += [f"{s}: not implemented yet" for s in LATER]
     out = {"name": name or (src.vm.name if src.vm else default_name(srcs)), "kind": src.kind,
            "vm": vm, "steps": steps, "dry_run": True}

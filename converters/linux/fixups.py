@@ -17,7 +17,8 @@ from builder import settings
 from builder.errors import BuildError
 from builder.host.guestfs_session import guest_command
 from builder.linux import bootloader, initramfs
-from converters.linux import console, devices, network, tools
+from builder.linux.rootfs import set_shell_vars
+from converters.linux import console, devices, kernel, network, tools
 from converters.linux.edits import FileEdit, GuestRun
 
 log = logging.getLogger("ironforge.convert.linux")
@@ -36,10 +37,14 @@ class Plan:
     grub: dict = field(default_factory=dict)
     network: dict = field(default_factory=dict)
     notes: list[str] = field(default_factory=list)
+    default_kernel: dict = field(default_factory=dict)
+    kernel_install: dict = field(default_factory=dict)
 
     def steps(self) -> list[str]:
         """One line per change, for the dry run and the summary."""
-        out = [f"{e.action} {e.path}: {e.why}" for e in self.edits]
+        out = [f"kernel: install {self.kernel_install['package']}: {self.kernel_install['why']}"] \
+            if self.kernel_install else []
+        out += [f"{e.action} {e.path}: {e.why}" for e in self.edits]
         out += [f"run {' '.join(r.argv)}: {r.why}" for r in self.removals]
         if self.initramfs:
             out.append(f"initramfs: {self.initramfs['why']}")
@@ -53,6 +58,7 @@ class Plan:
         return {"files": [e.to_dict() for e in self.edits],
                 "commands": [r.to_dict() for r in self.removals],
                 "initramfs": self.initramfs, "grub": self.grub, "network": self.network,
+                "default_kernel": self.default_kernel, "kernel_install": self.kernel_install,
                 "notes": self.notes}
 
 
@@ -75,13 +81,44 @@ def refuse_unsupported(facts: dict) -> None:
                          hint="supported: Debian, Ubuntu and the RHEL family")
     if facts.get("package_format") not in ("deb", "rpm"):
         raise BuildError(f"the guest's package format is {facts.get('package_format')!r}, not deb or rpm")
-    ks = facts.get("kernels") or []
-    if not any(k["virtio_capable"] and k["vmlinuz"] for k in ks):
-        what = ("only Xen-PV-only kernels" if ks and all(k["xen_pv_only"] for k in ks)
-                else "no kernel with virtio_blk" if ks else "no kernel")
+    what = missing_kernel(facts)
+    if what and kernel.package_for(facts) is None:
         raise BuildError(f"the guest has {what}: it cannot boot from a virtio disk",
-                         hint="install a virtio-capable kernel in the guest (linux-image-amd64 / "
-                              "linux-image-686-pae) before converting; ironforge does not install one yet")
+                         hint="install a virtio-capable kernel in the guest before converting; ironforge "
+                              "installs one only into Debian releases it builds (12, 13)")
+
+
+def missing_kernel(facts: dict) -> str | None:
+    """Why no kernel of the guest can boot from virtio, or None when one can."""
+    ks = facts.get("kernels") or []
+    if any(k["virtio_capable"] and k["vmlinuz"] for k in ks):
+        return None
+    return ("only Xen-PV-only kernels" if ks and all(k["xen_pv_only"] for k in ks)
+            else "no kernel with virtio_blk" if ks else "no kernel")
+
+
+def _version_key(v: str) -> list:
+    """A kernel version's natural order (6.1.0-10 after 6.1.0-9), close to dpkg's for kernels."""
+    return [(0, int(x)) if x.isdigit() else (1, x) for x in re.findall(r"\d+|[A-Za-z]+", v)]
+
+
+def default_kernel(cur: dict[str, str | None], facts: dict) -> tuple[list[FileEdit], dict]:
+    """Debian's GRUB boots its first entry, the highest kernel version. When some kernel cannot
+    boot from virtio (a Xen-PV-only one) that one may sort first: pin GRUB_DEFAULT to the newest
+    virtio-capable kernel's menu entry (Debian's 10_linux ids: the submenu, then the entry, both
+    named with the root filesystem's UUID). All kernels virtio-capable: GRUB_DEFAULT is left."""
+    ks = [k for k in facts.get("kernels") or [] if k.get("vmlinuz")]
+    good = [k for k in ks if k.get("virtio_capable")]
+    uuid = facts.get("uuids", {}).get(facts.get("root"))
+    text = cur.get("/etc/default/grub")
+    if not good or len(good) == len(ks) or not uuid or text is None:
+        return [], {}
+    best = max(good, key=lambda k: _version_key(k["version"]))
+    entry = f"gnulinux-advanced-{uuid}>gnulinux-{best['version']}-advanced-{uuid}"
+    others = ", ".join(k["version"] for k in ks if not k.get("virtio_capable"))
+    why = f"GRUB_DEFAULT: the newest virtio-capable kernel {best['version']} (not {others}, which cannot boot from virtio)"
+    new = set_shell_vars(text, {"GRUB_DEFAULT": entry})
+    return [FileEdit("/etc/default/grub", new, why, text)], {"kernel": best["version"], "entry": entry}
 
 
 def plan(facts: dict, macs: list[str] | None = None,
@@ -102,6 +139,14 @@ def plan(facts: dict, macs: list[str] | None = None,
     net_edits, decision = network.plan(cur, [m for m in (macs or []) if m])
     take(net_edits)
     p = Plan(network=decision)
+    what = missing_kernel(facts)
+    if what:
+        p.kernel_install = {"package": kernel.package_for(facts),
+                            "why": f"the guest has {what}; the release's kernel, fetched by apt on the host "
+                                   "(signature-checked), installed by the guest's dpkg"}
+    if facts.get("package_format") == "deb":
+        dk_edits, p.default_kernel = default_kernel(cur, facts)
+        take(dk_edits)
 
     fmt = facts["package_format"]
     if fmt == "deb":
@@ -199,6 +244,9 @@ def apply(g, p: Plan, facts: dict, logger: logging.Logger | None = None) -> dict
         cfg_path = "/boot/grub/grub.cfg" if g.is_file("/boot/grub/grub.cfg") else "/boot/grub2/grub.cfg"
         cfg = g.cat(cfg_path)
         problems = check_grub_cfg(cfg, root_uuid, lvm=bool(facts.get("root_is_lv")))
+        entry = p.default_kernel.get("entry")
+        if entry and entry.split(">")[-1] not in cfg:
+            problems.append(f"GRUB_DEFAULT names {entry}, which the regenerated grub.cfg has no entry for")
         if problems:
             raise BuildError("the regenerated grub.cfg would not boot the converted guest:\n  "
                              + "\n  ".join(problems[:10]),

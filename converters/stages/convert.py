@@ -16,14 +16,16 @@ import os
 import shutil
 from pathlib import Path
 
+from builder import arch as archmod
 from builder import qemu_img
-from builder.errors import BuildError, NotImplementedYet
+from builder.errors import BuildError
 from builder.host import guest_os
 from builder.host.guestfs_session import Drive, session
-from builder.linux import imagereport
+from builder.linux import imagereport, releases
 from builder.stage import Artifact, Output, StageContext, StageDef
 from builder.stages.drivers import modules_for
-from converters.linux import fixups
+from converters import container
+from converters.linux import fixups, kernel, packages
 from converters.stages.inspect import disks
 
 NAME = "convert"
@@ -45,6 +47,25 @@ def _overlays(ctx: StageContext, imp: Artifact) -> tuple[dict[str, str], list[Pa
     return files, paths
 
 
+def _install_kernel(ctx, g, facts: dict, p: fixups.Plan) -> tuple[dict, dict]:
+    """The release's kernel into a mounted guest that has none that boots from virtio."""
+    rel = releases.find(str(facts["version"]).split(".")[0])
+    tmp = ctx.workdir / ".kernel"
+    tmp.mkdir()
+    try:
+        got = packages.fetch(kernel.status_copy(g, tmp / "guest-status"),
+                             archmod.family_word("debian", facts["arch"]), rel.codename,
+                             [p.kernel_install["package"]], tmp / "apt",
+                             mirror=ctx.recipe.get("build.mirror", "http://deb.debian.org/debian"),
+                             offline=ctx.offline)
+        done = kernel.install(g, got, modules_for(ctx.recipe), ctx.log)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    new = [{"version": v, "vmlinuz": True, "initrd": True, "virtio": ["virtio_blk"], "virtio_capable": True,
+            "xen_pv_only": False, "installed_by": "convert"} for v in kernel.new_kernel_versions(got)]
+    return {**facts, "kernels": list(facts.get("kernels") or []) + new}, done
+
+
 def _linux(ctx, imp, facts, paths) -> dict:
     p = plan_for(facts, imp.data, modules_for(ctx.recipe))
     for step in p.steps():
@@ -55,7 +76,16 @@ def _linux(ctx, imp, facts, paths) -> dict:
             if guest.root != facts["root"]:
                 raise BuildError(f"{NAME}: the root filesystem is {guest.root} here but inspect found "
                                  f"{facts['root']}", hint="the imported disks changed between stages")
+            kdone = None
+            if p.kernel_install:
+                facts, kdone = _install_kernel(ctx, g, facts, p)
+                first = p.kernel_install
+                # plan again with the new kernel among the facts: the default-kernel pin names it
+                p = plan_for(facts, imp.data, modules_for(ctx.recipe))
+                p.kernel_install = first
             done = fixups.apply(g, p, facts, ctx.log)
+            if kdone:
+                done["kernel"] = kdone
             report = imagereport.take(g)
     return {"os": "linux", "plan": p.to_dict(), "done": done, "summary": p.steps(),
             "image_report": report}
@@ -84,8 +114,9 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     imp, ins = inputs["import"], inputs["inspect"]
     facts = json.loads(ins.path("facts").read_text())
     if facts.get("type") == "rootfs":
-        raise NotImplementedYet("converting a container root filesystem into a VM is not implemented yet",
-                                hint="`ironforge convert --import-only` imports it as a clean rootfs.tar")
+        files, data = container.convert(ctx, imp, facts)
+        (ctx.workdir / REPORT).write_text(json.dumps(data["conversion"], indent=1) + "\n")
+        return Output(files={**files, "report": REPORT}, data=data)
     files, paths = _overlays(ctx, imp)
     data = _linux(ctx, imp, facts, paths) if facts["type"] == "linux" else _windows(ctx, facts, paths)
     (ctx.workdir / REPORT).write_text(json.dumps({k: v for k, v in data.items() if k != "image_report"},
@@ -96,7 +127,19 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
                                      **({"image_report": data["image_report"]} if "image_report" in data else {})})
 
 
-STAGE = StageDef(name=NAME, version=1, reads=("drivers", "windows.virtio_win"), run=run,
-                 tools=("qemu-img", "libguestfs"), inputs=("import", "inspect"),
+def pins(ctx: StageContext) -> dict:
+    # a container's filesystem UUIDs derive from the recipe's name (as a built disk's do)
+    return {"uuid_seed": ctx.recipe.name}
+
+
+STAGE = StageDef(name=NAME, version=2,
+                 # firmware, disk.* and build.mirror: the disk a container is given and where its
+                 # kernel comes from
+                 reads=("drivers", "windows.virtio_win", "firmware", "disk.size", "disk.partition_table",
+                        "build.mirror"),
+                 run=run, pins=pins,
+                 tools=("qemu-img", "libguestfs", "mke2fs", "sfdisk", "mkfs.fat", "apt-get"),
+                 inputs=("import", "inspect"),
                  doc="the fix-ups (Linux: devices, consoles, tools, initramfs, GRUB, network; "
-                     "Windows: virtio injection, foreign PV services off) in one writable launch")
+                     "Windows: virtio injection, foreign PV services off; a container: disk, kernel, "
+                     "GRUB) in one writable launch")

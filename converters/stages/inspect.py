@@ -6,7 +6,8 @@ Linux: distro, version, arch and word size, firmware (a GPT ESP and no BIOS-boot
 UEFI), root device, fstab, bootloader, kernels (virtio-capable or Xen-PV-only), foreign guest
 tools, consoles, network configuration. Windows: version from the hives, arch from cmd.exe's PE
 header, foreign PV services (builder.windows readers). A container root filesystem has no disk:
-its facts say so and no launch happens.
+its facts (distro, release, dpkg's arch, kernels present) are read from the import's clean tar on
+the host, and no launch happens.
 """
 
 from __future__ import annotations
@@ -19,6 +20,7 @@ from builder.host.guestfs_session import Drive, session
 from builder.stage import Artifact, Output, StageContext, StageDef
 from converters import windows
 from converters.linux import facts as linux_facts
+from converters.linux import rootfs_facts
 
 NAME = "inspect"
 FACTS = "facts.json"
@@ -67,7 +69,8 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     imp = inputs["import"]
     out = ctx.workdir / FACTS
     if imp.data.get("kind") == "rootfs":
-        facts = {"type": "rootfs", "note": "a container root filesystem: no disk, no kernel, no bootloader"}
+        # read on the host from our own clean tar: a container has no disk to launch on
+        facts = rootfs_facts.collect(imp.path("rootfs"))
     else:
         with session([Drive(p, "qcow2", readonly=True) for p in disks(imp)], ctx.accel, what=NAME) as g:
             facts = read(g, ctx.workdir)

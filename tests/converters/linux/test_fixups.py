@@ -102,12 +102,36 @@ def test_plan_merges_edits_per_file_and_lists_every_reason():
     assert p.grub["install"] and p.grub["regenerate"]
 
 
-def test_xen_only_kernels_and_unknown_distros_are_refused():
-    with pytest.raises(BuildError, match="only Xen-PV-only kernels"):
-        fixups.plan(_facts(kernels=[{"version": "2.6.18-xen", "vmlinuz": True, "initrd": True, "virtio": [],
-                                     "virtio_capable": False, "xen_pv_only": True}]))
+XEN_ONLY = [{"version": "2.6.18-xen", "vmlinuz": True, "initrd": True, "virtio": [],
+             "virtio_capable": False, "xen_pv_only": True}]
+
+
+def test_xen_only_kernels_get_the_release_kernel_on_debian_and_are_refused_elsewhere():
+    p = fixups.plan(_facts(kernels=XEN_ONLY, version="12.5", arch="i386"))
+    assert p.kernel_install["package"] == "linux-image-686-pae" and "Xen-PV-only" in p.kernel_install["why"]
+    assert p.steps()[0].startswith("kernel: install linux-image-686-pae")
+    assert fixups.plan(_facts(kernels=[], version="13.1", arch="x86_64")).kernel_install["package"] == "linux-image-amd64"
+    # Debian 13 has no i386 kernel; Debian 9 is not a release ironforge builds; Ubuntu has its own archive
+    for over in ({"version": "13.1", "arch": "i386"}, {"version": "9.13", "arch": "x86_64"},
+                 {"version": "22.4", "arch": "x86_64", "distro": "ubuntu"}):
+        with pytest.raises(BuildError, match="only Xen-PV-only kernels"):
+            fixups.plan(_facts(kernels=XEN_ONLY, **over))
     with pytest.raises(BuildError, match="not supported"):
         fixups.plan(_facts(distro="gentoo"))
+
+
+def test_debian_default_kernel_pinned_past_a_newer_xen_only_one():
+    xen = {"version": "6.9.0-xen", "vmlinuz": True, "initrd": True, "virtio": [], "virtio_capable": False,
+           "xen_pv_only": True}
+    ok = [{"version": v, "vmlinuz": True, "initrd": True, "virtio": ["virtio_blk"], "virtio_capable": True,
+           "xen_pv_only": False} for v in ("6.1.0-9-amd64", "6.1.0-10-amd64")]
+    p = fixups.plan(_facts(kernels=[xen, *ok]))
+    grub = {e.path: e for e in p.edits}["/etc/default/grub"]
+    want = "gnulinux-advanced-1111-root>gnulinux-6.1.0-10-amd64-advanced-1111-root"
+    assert f'GRUB_DEFAULT="{want}"' in grub.new and "6.9.0-xen" in grub.why
+    assert p.default_kernel == {"kernel": "6.1.0-10-amd64", "entry": want}
+    # every kernel boots from virtio: the guest's own choice stays
+    assert fixups.plan(_facts(kernels=ok)).default_kernel == {}
 
 
 def test_generated_grub_cfg_check_catches_the_appliance_device_leak():

@@ -1,0 +1,82 @@
+"""A virtio-capable kernel for a Debian guest that has none (only Xen-PV-only kernels, or no
+kernel with virtio_blk): the release's standard kernel package (builder/linux/releases.py),
+fetched on the host by apt against the guest's own dpkg status (converters/linux/packages.py),
+installed by the guest's dpkg inside the convert stage's one launch, its initramfs built once with
+the virtio modules. The convert stage then plans again with the new kernel among the facts, so
+the Debian default-kernel pin (converters/linux/fixups.default_kernel) points GRUB at it.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+from pathlib import Path
+
+from builder import arch as archmod
+from builder import settings
+from builder.errors import BuildError
+from builder.host.guestfs_session import guest_sh
+from builder.linux import initramfs, releases
+from converters.linux import packages
+
+DEBDIR = "/var/cache/ironforge-debs"
+INSTALL_LIMIT = 3600
+
+
+def package_for(facts: dict) -> str | None:
+    """The kernel package a Debian guest gets, or None when ironforge cannot give it one."""
+    if facts.get("distro") != "debian" or facts.get("package_format") != "deb":
+        return None
+    rel = releases.find(str(facts.get("version", "")).split(".")[0])
+    arch = facts.get("arch")
+    if rel is None or arch not in archmod.ALIASES:
+        return None
+    return rel.kernel(arch)
+
+
+def install(g, got: packages.Fetched, modules=settings.VIRTIO_MODULES,
+            log: logging.Logger | None = None) -> dict:
+    """In a mounted, writable guest: the fetched .debs by the guest's dpkg in apt's order, the
+    virtio modules configured, then ``update-initramfs -c`` once for every kernel left without an
+    initramfs. Returns what was done, for the report."""
+    log = log or logging.getLogger("ironforge.convert.kernel")
+    done: dict = {"packages": got.to_dict()}
+    if got.debs:
+        g.mkdir_p(DEBDIR)
+        for deb in got.debs.values():
+            g.upload(str(deb), f"{DEBDIR}/{deb.name}")
+        g.write(f"{DEBDIR}/install.sh", packages.dpkg_script(got.steps, DEBDIR).encode())
+        log.info("in guest: dpkg installs %d packages", len(got.debs))
+        out = guest_sh(g, f"sh {DEBDIR}/install.sh 2>&1", limit=INSTALL_LIMIT, what="dpkg in the guest")
+        done["dpkg_tail"] = out.splitlines()[-20:]
+        g.rm_rf(DEBDIR)
+    text = g.cat(initramfs.MODULES_FILE) if g.is_file(initramfs.MODULES_FILE) else ""
+    new, added = initramfs.with_modules(text, list(modules))
+    if added:
+        g.write(initramfs.MODULES_FILE, new.encode())
+    done["initramfs_modules_added"] = added
+    built = []
+    for v in sorted(n[len("vmlinuz-"):] for n in g.ls("/boot") if n.startswith("vmlinuz-")):
+        if g.is_dir(f"/lib/modules/{v}") and not g.is_file(f"/boot/initrd.img-{v}"):
+            log.info("in guest: update-initramfs -c -k %s", v)
+            guest_sh(g, f"update-initramfs -c -k {v} 2>&1", limit=initramfs.UPDATE_LIMIT,
+                     what=f"update-initramfs -c -k {v} in the guest")
+            built.append(v)
+    done["initramfs_built"] = built
+    return done
+
+
+def new_kernel_versions(got: packages.Fetched) -> list[str]:
+    """Kernel versions the install brought (from linux-image-<version> package names)."""
+    return [m.group(1) for s in got.steps if s.op == "unpack"
+            for m in [re.match(r"^linux-image-(\d.*)$", s.package)] if m and not s.package.endswith("-unsigned")]
+
+
+def status_copy(g, dest: Path) -> Path:
+    """The guest's dpkg status, downloaded (bounded) for apt on the host."""
+    path = "/var/lib/dpkg/status"
+    if not g.is_file(path) or g.filesize(path) > packages.MAX_STATUS:
+        raise BuildError("the guest's dpkg status file is missing or too large",
+                         hint="a Debian guest keeps its package database in /var/lib/dpkg/status")
+    g.download(path, str(dest))
+    return dest
