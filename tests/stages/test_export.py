@@ -198,6 +198,9 @@ def test_a_format_that_cannot_hold_the_image_is_a_usage_error(tmp_path):
         eng.run(_recipe(["qcow2", "vhd-azure"]), [StageDef("base", 1, (), _huge_base, tools=("qemu-img",)),
                                                   export.STAGE])
     assert exc.value.exit_code == 2
+    # every format is checked against the real size before any is written: no qcow2 entry either
+    assert [m.get("stage") for m in (eng.store.read_meta(d.name) for d in (tmp_path / "cache" / "stages").iterdir()
+                                     if d.name != "tmp")] == ["base"]
 
 
 def test_manifest_lists_formats_and_the_machine_apart(tmp_path):
