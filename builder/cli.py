@@ -232,7 +232,9 @@ def plan_cmd(app: App, names, all_, no_verify, offline, as_json, matrix):
             stages = pipeline.stages_for(r, verify=not no_verify)
             steps = app.engine(offline=offline).plan(r, stages)
             entry["stages"] = [{"stage": s.stage.name, "version": s.stage.version, "key": s.key,
-                                "hit": s.hit, "reason": s.reason} for s in steps]
+                                "hit": s.hit, "reason": s.reason,
+                                **({"parts": [vars(p).copy() for p in s.parts]} if s.parts else {})}
+                               for s in steps]
         except UsageError as exc:  # a stage not implemented yet: still list them all
             entry["stages"] = [{"stage": n, "key": None, "hit": False, "reason": exc.message}
                                for n in pipeline.stage_names(r, verify=not no_verify)]
@@ -263,6 +265,9 @@ def plan_cmd(app: App, names, all_, no_verify, offline, as_json, matrix):
             key = (s["key"] or "-")[:12]
             state = "hit " if s["hit"] else "miss"
             click.echo(f"  {s['stage']:<10} {key:<12} {state}  {'' if s['hit'] else s['reason']}")
+            for p in [] if s["hit"] else s.get("parts", []):   # which pieces a miss will make
+                click.echo(f"    {p['name']:<18} {p['key'][:12]:<12} {'hit ' if p['hit'] else 'miss'}  "
+                           f"{'' if p['hit'] else p['reason']}")
 
 
 def _targets(app: App, names, all_) -> list:

@@ -26,7 +26,7 @@ from builder.host import tools
 from builder.host.accel import Accel
 from builder.recipe import Recipe, canonical_json
 from builder.recipe_view import RecipeView
-from builder.stage import Artifact, Output, StageContext, StageDef
+from builder.stage import Artifact, Output, Part, StageContext, StageDef
 
 log = logging.getLogger("ironforge.engine")
 
@@ -40,6 +40,17 @@ class Step:
     material: dict[str, Any]
     hit: bool
     reason: str
+    parts: tuple["PartStep", ...] = ()
+
+
+@dataclass(frozen=True)
+class PartStep:
+    """A planned part of a stage (builder.stage.Part): its own key, hit or miss and why."""
+
+    name: str                       # "export[raw]"
+    key: str
+    hit: bool
+    reason: str
 
 
 @dataclass
@@ -49,6 +60,7 @@ class StepReport:
     hit: bool
     seconds: float
     reason: str
+    parts: list["StepReport"] = field(default_factory=list)
 
 
 @dataclass
@@ -146,6 +158,37 @@ class Engine:
             "pins": pins,
         }
 
+    def part_material(self, stage: StageDef, part: Part, previous: Step | None) -> dict[str, Any]:
+        """A part's key material: the input's key and the part's options, not the stage's reads
+        (adding a format to outputs.formats leaves every other format's key as it was)."""
+        return {
+            "stage": stage.name,
+            "part": part.name,
+            "version": stage.version,
+            "code": self.code.for_functions(part.run),
+            "reads": dict(part.options),
+            "previous": previous.key if previous else None,
+            "previous_stage": previous.stage.name if previous else None,
+            "tools": tools.versions(part.tools),
+        }
+
+    def _parts(self, recipe: Recipe, stage: StageDef, inputs: dict[str, Artifact] | None) -> list[Part]:
+        if stage.parts is None:
+            return []
+        return stage.parts(self._context(recipe, None, stage), inputs)
+
+    def _plan_parts(self, recipe: Recipe, stage: StageDef, previous: Step | None,
+                    stage_hit: bool) -> tuple[PartStep, ...]:
+        out = []
+        for part in self._parts(recipe, stage, None):
+            mat = self.part_material(stage, part, previous)
+            key = hashlib.sha256(canonical_json(mat).encode()).hexdigest()
+            name = f"{stage.name}[{part.name}]"
+            hit = stage_hit or self.store.read_meta(key) is not None
+            reason = "cached" if hit else diff_reason(self.store.last_material(recipe.name, name), mat)
+            out.append(PartStep(name, key, hit, reason))
+        return tuple(out)
+
     def plan(self, recipe: Recipe, stages: list[StageDef]) -> list[Step]:
         """Each stage's key and whether the cache has it. Offline, a pin whose upstream file
         was never downloaded makes that stage's key (and every later one) unknowable: those
@@ -167,7 +210,8 @@ class Engine:
             key = hashlib.sha256(canonical_json(mat).encode()).hexdigest()
             hit = self.store.read_meta(key) is not None
             reason = "cached" if hit else diff_reason(self.store.last_material(recipe.name, stage.name), mat)
-            steps.append(Step(stage, key, mat, hit, reason))
+            parts = self._plan_parts(recipe, stage, steps[-1] if steps else None, hit)
+            steps.append(Step(stage, key, mat, hit, reason, parts))
         return steps
 
     def _artifact(self, stage: StageDef, key: str, meta: dict) -> Artifact:
@@ -201,6 +245,7 @@ class Engine:
                 forced_aside = True
             step = Step(stage, key, mat, False, "")
             t0 = time.monotonic()
+            part_reports: list[StepReport] = []
             with self.store.stage_lock(key):
                 lease.hold(key)  # before the meta is read: see builder/cache/lease.py
                 meta = None if force else self.store.read_meta(key)
@@ -211,11 +256,14 @@ class Engine:
                 if hit:
                     log.info("[%d/%d] %s: %s (%s)", i, total, stage.name, reason if reason == "cached"
                              else f"pulled from {self.remote.address}", key[:12])
+                    part_reports = [StepReport(n, k, True, 0.0, reason) for n, k in meta.get("parts", {}).items()]
                 else:
                     reason = "forced" if force else diff_reason(
                         self.store.last_material(recipe.name, stage.name), mat)
                     log.info("[%d/%d] %s: running (%s)", i, total, stage.name, reason)
-                    meta = self._execute(recipe, stage, key, mat, result.artifacts)
+                    parts = self._run_parts(recipe, stage, previous, result.artifacts, force, lease, part_reports)
+                    meta = self._execute(recipe, stage, key, mat, result.artifacts, parts,
+                                         {r.name: r.key for r in part_reports})
                     hit = False
             if not forced_aside:  # a one-off key explains no later miss
                 self.store.remember_material(recipe.name, stage.name, mat)
@@ -223,26 +271,73 @@ class Engine:
                     subject = self.remote.push(self.store, key, stage.name, subject)
             art = self._artifact(stage, key, meta)
             result.artifacts[stage.name] = art
-            result.steps.append(StepReport(stage.name, key, hit, round(time.monotonic() - t0, 3), reason))
+            result.steps.append(StepReport(stage.name, key, hit, round(time.monotonic() - t0, 3), reason,
+                                           part_reports))
             previous = step
         return result
 
+    def _run_parts(self, recipe: Recipe, stage: StageDef, previous: Step | None, done: dict[str, Artifact],
+                   force: bool, lease: Lease, reports: list[StepReport]) -> dict[str, Artifact]:
+        """Make or find each part of ``stage``, each under its own key and lock, like a stage."""
+        inputs = {"previous": list(done.values())[-1]} if done else {}
+        out: dict[str, Artifact] = {}
+        for part in self._parts(recipe, stage, inputs):
+            name = f"{stage.name}[{part.name}]"
+            mat = self.part_material(stage, part, previous)
+            key = hashlib.sha256(canonical_json(mat).encode()).hexdigest()
+            if force and self.store.read_meta(key) is not None:
+                mat = dict(mat, forced=f"{time.time_ns()}-{os.getpid()}")   # as for stages: set aside
+                key = hashlib.sha256(canonical_json(mat).encode()).hexdigest()
+            t0 = time.monotonic()
+            with self.store.stage_lock(key):
+                lease.hold(key)
+                meta = self.store.read_meta(key)
+                if meta is not None:
+                    log.info("  %s: cached (%s)", name, key[:12])
+                    reason = "cached"
+                else:
+                    reason = "forced" if force else diff_reason(self.store.last_material(recipe.name, name), mat)
+                    log.info("  %s: running (%s)", name, reason)
+                    ctx = StageContext(recipe=RecipeView(recipe, name, ()), accel=self.accel, store=self.store,
+                                       workdir=self.store.new_stage_workdir(key),
+                                       log=logging.getLogger(f"ironforge.stage.{stage.name}"),
+                                       progress=self.progress, offline=self.offline, debug=self.debug,
+                                       options=self.options, part_options=dict(part.options))
+                    meta = self._commit(recipe, name, stage.version, key, mat, ctx,
+                                        lambda c, p=part: p.run(c, inputs))
+            if "forced" not in mat:
+                self.store.remember_material(recipe.name, name, mat)
+            out[part.name] = Artifact(stage=name, key=key, dir=self.store.stage_dir(key),
+                                      files=dict(meta.get("files", {})), data=dict(meta.get("data", {})))
+            reports.append(StepReport(name, key, reason == "cached", round(time.monotonic() - t0, 3), reason))
+        return out
+
+    def _commit(self, recipe: Recipe, name: str, version: int, key: str, material: dict, ctx: StageContext,
+                run, extra: dict | None = None) -> dict:
+        """Run into ``ctx.workdir`` and commit it as the entry ``key`` (or remove it on failure)."""
+        t0 = time.monotonic()
+        try:
+            out = run(ctx)
+            if not isinstance(out, Output):
+                raise TypeError(f"stage {name} returned {type(out).__name__}, not Output")
+            meta = {"stage": name, "version": version, "files": out.files, "data": out.data,
+                    "material": material, "seconds": round(time.monotonic() - t0, 3),
+                    "recipe": recipe.name, "finished": time.time(), **(extra or {})}
+            self.store.commit_stage(key, ctx.workdir, meta)
+        except BaseException:
+            shutil.rmtree(ctx.workdir, ignore_errors=True)
+            raise
+        return self.store.read_meta(key) or meta
+
     def _execute(self, recipe: Recipe, stage: StageDef, key: str, material: dict,
-                 done: dict[str, Artifact]) -> dict:
+                 done: dict[str, Artifact], parts: dict[str, Artifact] | None = None,
+                 part_keys: dict[str, str] | None = None) -> dict:
         workdir = self.store.new_stage_workdir(key)
         inputs = dict(done)
         if done:
             inputs["previous"] = list(done.values())[-1]
-        t0 = time.monotonic()
-        try:
-            out = stage.run(self._context(recipe, workdir, stage, material.get("pins")), inputs)
-            if not isinstance(out, Output):
-                raise TypeError(f"stage {stage.name} returned {type(out).__name__}, not Output")
-            meta = {"stage": stage.name, "version": stage.version, "files": out.files, "data": out.data,
-                    "material": material, "seconds": round(time.monotonic() - t0, 3),
-                    "recipe": recipe.name, "finished": time.time()}
-            self.store.commit_stage(key, workdir, meta)
-        except BaseException:
-            shutil.rmtree(workdir, ignore_errors=True)
-            raise
-        return self.store.read_meta(key) or meta
+        ctx = self._context(recipe, workdir, stage, material.get("pins"))
+        ctx.parts = dict(parts or {})
+        return self._commit(recipe, stage.name, stage.version, key, material, ctx,
+                            lambda c: stage.run(c, inputs), {"parts": part_keys} if part_keys else None)
+

@@ -70,7 +70,10 @@ def build_manifest(result: RunResult, accel: Accel, verification: dict | None) -
                    "family": recipe.family, "release": recipe.release},
         "built_at": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
         "accel": {"mode": accel.mode, "reason": accel.reason},
-        "stages": [{"name": s.name, "key": s.key, "cached": s.hit, "seconds": s.seconds}
+        "stages": [{"name": s.name, "key": s.key, "cached": s.hit, "seconds": s.seconds,
+                    # a stage's separately cached parts (export: one per format); cache gc keeps them
+                    **({"parts": [{"name": p.name, "key": p.key, "cached": p.hit, "seconds": p.seconds}
+                                  for p in s.parts]} if s.parts else {})}
                    for s in result.steps],
         "inputs": inputs,
         "tools": tool_versions,

@@ -64,6 +64,24 @@ class StageContext:
     # The upstream pins the engine computed for this stage's cache key, handed to ``run`` so
     # it builds from exactly what it was keyed on (and need not ask the network twice).
     pins: dict[str, Any] = field(default_factory=dict)
+    # A part's run (see Part): the options that part is keyed on; empty for a stage's own run.
+    part_options: dict[str, Any] = field(default_factory=dict)
+    # The stage's own run: its parts' artifacts by part name (the engine made or found them).
+    parts: dict[str, Artifact] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class Part:
+    """A piece of a stage's output cached as an entry of its own, keyed on the stage's input
+    artifact's key and ``options`` only (not on the stage's recipe values), so a stage that makes
+    several independent things (export: one file per format) re-makes only the pieces whose own
+    inputs changed. ``run(ctx, inputs)`` sees no recipe values, ``ctx.part_options`` and the input
+    as ``inputs["previous"]``; the stage's own run then gets every part in ``ctx.parts``."""
+
+    name: str
+    options: dict[str, Any]
+    run: Callable[[StageContext, dict[str, Artifact]], Output]
+    tools: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -77,3 +95,6 @@ class StageDef:
     pins: Callable[[StageContext], dict[str, Any]] | None = None
     inputs: tuple[str, ...] = ()                # names of earlier stages whose artifacts it takes
     doc: str = ""
+    # Separately cached pieces, from the recipe view (and, when running, the inputs; None in a
+    # plan, which knows keys but no artifacts). See Part.
+    parts: Callable[[StageContext, dict[str, Artifact] | None], list[Part]] | None = None

@@ -110,3 +110,29 @@ if __name__ == "__main__":
     eng = engine(cache, counter, slow_delay=sys.argv[3] if len(sys.argv) > 3 else 0.05)
     eng.run(recipe(x=1, y=2, z=3), [A, B, SLOW, C])
     print("done")
+
+
+# -- a stage with parts (builder.stage.Part): one per name in recipe "parts", each keyed on its
+# own "n" option; a part named "bad" fails after writing
+def _part(ctx, inputs):
+    name = ctx.part_options["name"]
+    _count(ctx, f"part-{name}")
+    (ctx.workdir / f"{name}.txt").write_text(f"{inputs['previous'].path('out').read_text()}|{name}:{ctx.part_options['n']}")
+    if name == "bad":
+        raise RuntimeError("part failed")
+    return Output(files={name: f"{name}.txt"})
+
+
+def _parts(ctx, inputs):
+    from builder.stage import Part
+    return [Part(n, {"name": n, "n": v}, _part) for n, v in ctx.recipe.get("parts").items()]
+
+
+def _gather(ctx, inputs):
+    _count(ctx, "gather")
+    for name, art in ctx.parts.items():
+        os.link(art.path(name), ctx.workdir / f"{name}.txt")
+    return Output(files={n: f"{n}.txt" for n in ctx.parts})
+
+
+P = StageDef("p", 1, ("parts",), _gather, parts=_parts)

@@ -125,7 +125,8 @@ def test_hostname_edit_reruns_customize_and_after(built, tmp_path):
     finally:
         # this variant's own artifacts (customize and after) are of no use to a later run
         for step in plan["stages"][2:]:
-            shutil.rmtree(cache / "stages" / step["key"], ignore_errors=True)
+            for key in [step["key"], *(p["key"] for p in step.get("parts", []))]:   # export's formats too
+                shutil.rmtree(cache / "stages" / key, ignore_errors=True)
 
 
 def _hostname_edit(plan: dict, cache: Path, tmp_path: Path, recipes: Path) -> None:

@@ -310,3 +310,28 @@ def test_committed_files_are_read_only(dirs):
     d = r.artifacts["a"].dir
     modes = {p.name: p.stat().st_mode & 0o777 for p in d.iterdir()}
     assert modes == {"a.txt": 0o444, "meta.json": 0o444}
+
+
+def test_parts_are_cached_apart_forced_aside_and_leave_nothing_when_they_fail(dirs):
+    cache, counter = dirs
+    eng = F.engine(cache, counter)
+    eng.run(F.recipe(x=1, parts={"one": 1, "two": 2}), [F.A, F.P])
+    r = eng.run(F.recipe(x=1, parts={"one": 1, "two": 3, "three": 3}), [F.A, F.P])
+    assert F.runs(counter) == ["a", "part-one", "part-two", "gather", "part-two", "part-three", "gather"]
+    assert [(p.name, p.hit, p.reason) for p in r.steps[1].parts] == [
+        ("p[one]", True, "cached"), ("p[two]", False, "n changed"), ("p[three]", False, "never built")]
+    assert r.artifacts["p"].path("three").read_text() == "a:1|three:3"
+    # the parts' own keys follow the input: a changed input re-makes every part
+    r = eng.run(F.recipe(x=2, parts={"one": 1}), [F.A, F.P])
+    assert [(p.hit, p.reason) for p in r.steps[1].parts] == [(False, "input a changed")]
+    # --force re-makes each part under a key of its own; the original entries stay as they were
+    before = {p.key for p in r.steps[1].parts}
+    forced = eng.run(F.recipe(x=2, parts={"one": 1}), [F.A, F.P], force=True)
+    assert {p.key for p in forced.steps[1].parts}.isdisjoint(before)
+    assert all(eng.store.read_meta(k) is not None for k in before)
+    # a failing part leaves no entry and no work dir; the parts made before it stay cached
+    with pytest.raises(RuntimeError):
+        eng.run(F.recipe(x=2, parts={"one": 1, "bad": 1}), [F.A, F.P])
+    assert not any((cache / "stages" / "tmp").iterdir())
+    r = eng.run(F.recipe(x=2, parts={"one": 1, "four": 4}), [F.A, F.P])
+    assert [(p.name, p.hit) for p in r.steps[1].parts] == [("p[one]", True), ("p[four]", False)]

@@ -2,8 +2,8 @@
 
 Kept, never removed:
 
-- every stage an output names: the ``stages[].key`` of each ``manifest.json`` under the output
-  directory (three levels deep, so versioned layouts are seen too);
+- every stage an output names: the ``stages[].key`` (and ``stages[].parts[].key``) of each
+  ``manifest.json`` under the output directory (three levels deep, so versioned layouts are seen too);
 - the most recent build of each recipe (the engine's ``index/<recipe>/<stage>.json``) when it is
   younger than ``keep_days``;
 - every stage used within ``keep_days`` (``used/<key>``, touched by the engine on each use);
@@ -120,6 +120,7 @@ def _output_keys(output_root: Path | None) -> tuple[set[str], list[Path]]:
         for s in data.get("stages", []) if isinstance(data, dict) else []:
             if isinstance(s, dict) and isinstance(s.get("key"), str):
                 keys.add(s["key"])
+                keys.update(p["key"] for p in s.get("parts") or [] if isinstance(p, dict) and isinstance(p.get("key"), str))
         images += [p for p in m.parent.iterdir() if p.suffix == ".qcow2" and p.is_file()]
     return keys, images
 

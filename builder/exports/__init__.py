@@ -27,6 +27,9 @@ class Format:
     write: Writer | None             # None: rendered at placement (libvirt XML)
     max_virtual_size: int | None = None
     doc: str = ""
+    # the file describes the VM (OVF envelope, Vagrantfile): the machine is part of its cache key;
+    # a plain disk is written with machine=None
+    machine: bool = False
 
 
 GiB = 1 << 30
@@ -36,15 +39,15 @@ FORMATS: dict[str, Format] = {f.name: f for f in (
     Format("vmdk", "vmdk", disks.vmdk, doc="VMware: streamOptimized, adapter lsilogic, hwversion "
            f"{disks.VMDK_HWVERSION}"),
     Format("ova", "ova", ova.write, max_virtual_size=None,
-           doc="OVA: ustar .ovf, .mf (SHA256), streamOptimized vmdk"),
+           doc="OVA: ustar .ovf, .mf (SHA256), streamOptimized vmdk", machine=True),
     Format("vhdx", "vhdx", disks.vhdx, max_virtual_size=64 << 40, doc="Hyper-V: vhdx, dynamic"),
     Format("vhd-azure", "vhd", disks.vhd_azure, max_virtual_size=disks.VHD_MAX,
            doc="Azure: fixed VHD, force_size, a whole number of MiB"),
     Format("vdi", "vdi", disks.vdi, doc="VirtualBox: vdi, dynamic"),
     Format("gce", "gce.tar.gz", gce.write, doc="GCE: disk.raw alone in an oldgnu sparse tar.gz"),
     Format("vagrant-libvirt", "vagrant-libvirt.box", vagrant.write,
-           doc="Vagrant (libvirt provider): box.img, metadata.json, Vagrantfile in a tar.gz"),
-    Format("libvirt", "xml", None, doc="libvirt domain XML naming the published qcow2"),
+           doc="Vagrant (libvirt provider): box.img, metadata.json, Vagrantfile in a tar.gz", machine=True),
+    Format("libvirt", "xml", None, doc="libvirt domain XML naming the published qcow2", machine=True),
 )}
 
 

@@ -14,10 +14,11 @@ from pathlib import Path
 
 from builder import swap
 from builder.cache.seal import make_read_only
-from builder.cache.store import fsync_dir, fsync_tree, sha256_file
+from builder.cache.store import fsync_dir, fsync_tree
 from builder.errors import UsageError
-from builder.exports import FORMATS, beside, check, disks, sbom
+from builder.exports import FORMATS, beside, check, sbom
 from builder.exports.machine import Machine
+from builder.exports.write import write_format
 from builder.image.probe import probe
 
 NAME_RE = r"[A-Za-z0-9][A-Za-z0-9._-]{0,62}"
@@ -57,11 +58,10 @@ def export_image(image: Path | str, formats: list[str], output_root: Path, *, na
     try:
         tmp.chmod(0o755)
         def one(fmt: str) -> tuple[str, str, str]:
-            if fmt == "qcow2":
-                fname = disks.qcow2(info.path, info.format, machine, tmp, name, compress=compress)
-            else:
-                fname = FORMATS[fmt].write(info.path, info.format, machine, tmp, name)
-            return fmt, fname, sha256_file(tmp / fname)
+            # the same per-format path as a build's export parts; here every file is named for the
+            # output, as it is published
+            fname, facts = write_format(info.path, info.format, fmt, machine, tmp, name, compress=compress)
+            return fmt, fname, facts["sha256"]
 
         todo = [f for f in formats if FORMATS[f].write is not None]
         # each writer reads the source and writes its own files: they can run side by side; each

@@ -1,51 +1,96 @@
 """export: flatten the qcow2 overlay chain into the image files the recipe asks for.
 
-Free space is already zero here: every editing stage ends with fstrim on a drive opened with
-discard, so discarded clusters read as zeroes and ``qemu-img convert`` leaves them out.
-Each format is written by its module in builder.exports; this stage only dispatches.
+Each format is a part of this stage (builder.stage.Part): a cache entry of its own, keyed on the
+input image's key and that format's options only, so adding a format to outputs.formats writes
+that format alone. This stage's own run then only gathers the parts' files (hard links within the
+store) into one artifact, which publish places. Free space is already zero here: every editing
+stage ends with fstrim on a drive opened with discard, so discarded clusters read as zeroes and
+``qemu-img convert`` leaves them out.
 """
 
 from __future__ import annotations
 
+import os
+
 from builder import exports, qemu_img
-from builder.cache.store import sha256_file
-from builder.exports import disks, machine as machinemod
-from builder.stage import Artifact, Output, StageContext, StageDef
+from builder.cache.store import sha256_file  # noqa: F401  (tests compare digests with it)
+from builder.clone import clone_file
+from builder.exports import machine as machinemod
+from builder.exports.machine import Machine
+from builder.exports.write import base_name, write_format
+from builder.stage import Artifact, Output, Part, StageContext, StageDef
 
 FORMATS = exports.FORMATS
 
 
-def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
-    src = inputs["previous"].image
-    formats = ctx.recipe.get("outputs.formats")
-    compress = ctx.recipe.get("outputs.compress")
-    vm = machinemod.from_recipe(ctx.recipe)
-    vsize = int(qemu_img.info(src)["virtual-size"])
+def formats_made(formats: list[str]) -> list[str]:
+    """qcow2 is always made: it is what verify boots, what ``image`` means downstream and the
+    disk the libvirt domain XML names; the XML itself is rendered at placement."""
+    return [f for f in dict.fromkeys(["qcow2", *formats]) if FORMATS[f].write is not None]
+
+
+def part_options(fmt: str, vm: Machine, compress: bool) -> dict:
+    """What one format's file depends on besides the input image."""
+    opts: dict = {"format": fmt}
+    if fmt == "qcow2":
+        opts["compress"] = bool(compress)
+    if FORMATS[fmt].machine:
+        opts["machine"] = vars(vm).copy()
+    return opts
+
+
+def parts(ctx: StageContext, inputs: dict[str, Artifact] | None) -> list[Part]:
+    formats = list(ctx.recipe.get("outputs.formats"))
     for fmt in formats:
-        exports.check(fmt, vsize)
+        exports.check(fmt, 0)   # unknown names fail in a plan too
+    if inputs:
+        # every format checked against the real size before any is written
+        vsize = int(qemu_img.info(inputs["previous"].image)["virtual-size"])
+        for fmt in formats:
+            exports.check(fmt, vsize)
+    vm = machinemod.from_recipe(ctx.recipe)
+    compress = ctx.recipe.get("outputs.compress")
+    return [Part(fmt, part_options(fmt, vm, compress), write_part, tools=("qemu-img", "tar"))
+            for fmt in formats_made(formats)]
+
+
+def write_part(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
+    """One format's entry: its file, and its facts under the format's name."""
+    o = ctx.part_options
+    fmt = o["format"]
+    src = inputs["previous"].image
+    vm = Machine(**o["machine"]) if "machine" in o else None
+    ctx.log.info("export: writing %s", fmt)
+    name, facts = write_format(src, "qcow2", fmt, vm, ctx.workdir, base_name(fmt, vm),
+                               compress=o.get("compress", True))
+    facts["virtual_size"] = int(qemu_img.info(src)["virtual-size"])
+    return Output(files={fmt: name}, data={fmt: facts})
+
+
+def _link(src, dst) -> None:
+    # store entries are read-only and never rewritten: sharing the inode is safe and free
+    try:
+        os.link(src, dst)
+    except OSError:
+        clone_file(src, dst, mode=0o444)
+
+
+def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
+    formats = list(ctx.recipe.get("outputs.formats"))
     files, data = {}, {}
-    # qcow2 is always made: it is what verify boots, what `image` means downstream and the disk
-    # the libvirt domain XML names
-    for fmt in ["qcow2"] + [f for f in formats if f != "qcow2"]:
-        spec = FORMATS[fmt]
-        if spec.write is None:
-            continue
-        ctx.log.info("export: writing %s", fmt)
-        if fmt == "qcow2":
-            name = disks.qcow2(src, "qcow2", vm, ctx.workdir, vm.name, compress=compress)
-        else:
-            name = spec.write(src, "qcow2", vm, ctx.workdir, vm.name)
-        dst = ctx.workdir / name
+    for fmt, art in ctx.parts.items():
+        name = art.files[fmt]
+        _link(art.path(fmt), ctx.workdir / name)
         files[fmt] = name
-        data[fmt] = {"file": name, "bytes": dst.stat().st_size, "virtual_size": vsize,
-                     "sha256": sha256_file(dst)}
+        data[fmt] = dict(art.data[fmt], part_key=art.key)
     files["image"] = files["qcow2"]
     data["published_formats"] = formats
-    data["machine"] = vars(vm).copy()
+    data["machine"] = vars(machinemod.from_recipe(ctx.recipe)).copy()
     return Output(files=files, data=data)
 
 
-STAGE = StageDef(name="export", version=2,
+STAGE = StageDef(name="export", version=3,
                  reads=("outputs", "firmware", "arch", "os.family", "verify.memory", "verify.cpus"),
-                 run=run, tools=("qemu-img", "tar"),
-                 doc="Flatten the overlay chain into qcow2 and every format outputs.formats asks for.")
+                 run=run, parts=parts, tools=("qemu-img", "tar"),
+                 doc="Flatten the overlay chain into qcow2 and every format outputs.formats asks for, "
+                     "each format a cache entry of its own.")

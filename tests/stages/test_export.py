@@ -112,6 +112,49 @@ def test_second_run_hits_and_export_reruns_on_format_change(tmp_path):
     assert Path(r.artifacts["export"].path("raw")).exists()
 
 
+def _parts(step) -> dict:
+    return {p.name: (p.hit, p.reason) for p in step.parts}
+
+
+def test_adding_a_format_writes_only_that_format(tmp_path):
+    """Each format is a cache entry of its own, keyed on the input image and its own options: the
+    plan says which formats will be written and why, and the run writes exactly those."""
+    eng = Engine(store=Store(tmp_path / "cache"), accel=Accel("tcg", "test"))
+    stages = [BASE, DRIVERS, export.STAGE]
+    first = eng.run(_recipe(["qcow2", "vmdk"]), stages)
+    assert _parts(first.steps[2]) == {"export[qcow2]": (False, "never built"), "export[vmdk]": (False, "never built")}
+    vmdk_inode = first.artifacts["export"].path("vmdk").stat().st_ino
+
+    recipe = _recipe(["qcow2", "vmdk", "vdi"])
+    plan = eng.plan(recipe, stages)
+    assert (plan[2].hit, plan[2].reason) == (False, "outputs.formats changed")
+    assert {p.name: (p.hit, p.reason) for p in plan[2].parts} == {
+        "export[qcow2]": (True, "cached"), "export[vmdk]": (True, "cached"), "export[vdi]": (False, "never built")}
+    r = eng.run(recipe, stages)
+    assert _parts(r.steps[2]) == {"export[qcow2]": (True, "cached"), "export[vmdk]": (True, "cached"),
+                                  "export[vdi]": (False, "never built")}
+    art = r.artifacts["export"]
+    # the unchanged formats are the very files written before (linked from their entries)
+    assert art.path("vmdk").stat().st_ino == vmdk_inode
+    assert qemu_img.info(art.path("vdi"))["format"] == "vdi"
+    assert {p.key for p in plan[2].parts} == {p.key for p in r.steps[2].parts}
+
+    # a format's own option re-writes that format alone; the VM shape only what describes a VM
+    recipe = _recipe(["qcow2", "vmdk", "vdi", "ova"])
+    recipe.values["outputs"]["compress"] = False
+    r = eng.run(recipe, stages)
+    assert _parts(r.steps[2]) == {"export[qcow2]": (False, "compress changed"), "export[vmdk]": (True, "cached"),
+                                  "export[vdi]": (True, "cached"), "export[ova]": (False, "never built")}
+    recipe.values["verify"] = {"memory": 2048}
+    r = eng.run(recipe, stages)
+    assert _parts(r.steps[2]) == {"export[qcow2]": (True, "cached"), "export[vmdk]": (True, "cached"),
+                                  "export[vdi]": (True, "cached"), "export[ova]": (False, "machine.memory_mib changed")}
+    # a second identical run touches nothing, and says which parts the cached export holds
+    again = eng.run(recipe, stages)
+    assert [s.hit for s in again.steps] == [True, True, True]
+    assert {p.name for p in again.steps[2].parts} == {"export[qcow2]", "export[vmdk]", "export[vdi]", "export[ova]"}
+
+
 def test_recipe_formats_publish_with_domain_xml_sums_and_sbom(tmp_path):
     """outputs.formats with the platform formats: each is a file of the export artifact; publish
     writes the libvirt XML naming the published qcow2, an SBOM of the same packages as
@@ -155,6 +198,9 @@ def test_a_format_that_cannot_hold_the_image_is_a_usage_error(tmp_path):
         eng.run(_recipe(["qcow2", "vhd-azure"]), [StageDef("base", 1, (), _huge_base, tools=("qemu-img",)),
                                                   export.STAGE])
     assert exc.value.exit_code == 2
+    # every format is checked against the real size before any is written: no qcow2 entry either
+    assert [m.get("stage") for m in (eng.store.read_meta(d.name) for d in (tmp_path / "cache" / "stages").iterdir()
+                                     if d.name != "tmp")] == ["base"]
 
 
 def test_manifest_lists_formats_and_the_machine_apart(tmp_path):
@@ -164,3 +210,19 @@ def test_manifest_lists_formats_and_the_machine_apart(tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     assert sorted(m["image"]) == ["qcow2", "vdi"]
     assert m["machine"]["memory_mib"] == 1024 and m["machine"]["firmware"] == "bios"
+
+
+def test_published_formats_entries_survive_cache_gc(tmp_path):
+    """The manifest names each format's entry, so gc keeps them with the output: a format added
+    long after the build still writes that format alone."""
+    from builder.cache.gc import gc
+    eng = Engine(store=Store(tmp_path / "cache"), accel=Accel("tcg", "test"))
+    stages = [BASE, DRIVERS, export.STAGE]
+    result = eng.run(_recipe(["qcow2", "raw"]), stages)
+    out = publish(result, tmp_path / "output", eng.accel, None)
+    listed = json.loads((out / "manifest.json").read_text())["stages"][2]["parts"]
+    assert [(p["name"], p["key"]) for p in listed] == [(p.name, p.key) for p in result.steps[2].parts]
+    gc(eng.store, tmp_path / "output", keep_days=0, now=__import__("time").time() + 86400)
+    assert all(eng.store.read_meta(p["key"]) is not None for p in listed)
+    r = eng.run(_recipe(["qcow2", "raw", "vhdx"]), stages)
+    assert [p.hit for p in r.steps[2].parts] == [True, True, False]
