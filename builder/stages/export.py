@@ -16,10 +16,14 @@ FORMATS = exports.FORMATS
 
 
 def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
-    src = inputs["previous"].image
+    return write(ctx, inputs["previous"].image, machinemod.from_recipe(ctx.recipe))
+
+
+def write(ctx: StageContext, src, vm: machinemod.Machine) -> Output:
+    """Every format of ``outputs.formats`` from ``src`` (qcow2), describing the machine ``vm``
+    (a conversion passes its source VM's shape: converters/stages/export.py)."""
     formats = ctx.recipe.get("outputs.formats")
     compress = ctx.recipe.get("outputs.compress")
-    vm = machinemod.from_recipe(ctx.recipe)
     vsize = int(qemu_img.info(src)["virtual-size"])
     for fmt in formats:
         exports.check(fmt, vsize)
