@@ -18,7 +18,7 @@ from pathlib import Path
 
 from builder import pipeline
 from builder.recipe import Recipe, canonical_json, validate
-from builder.errors import RecipeError
+from builder.errors import RecipeError, UsageError
 from converters.archive import tarsafe
 from converters.source import open_source
 
@@ -41,6 +41,10 @@ def recipe_for(srcs: list[Path], name: str | None, arch: str | None, firmware: s
     inspect stage finds the guest's own (no stage before it reads os.*). ``formats``: the
     export formats (``--formats``), each one of builder.exports.FORMATS."""
     fmts = list(dict.fromkeys(formats or DEFAULT_FORMATS))
+    from builder.exports import FORMATS
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad:
+        raise UsageError(f"--formats: unknown export format {bad[0]!r}", hint="formats: " + ", ".join(FORMATS))
     doc = {"arch": arch or "amd64", "os": {"family": "debian", "release": "12"},
            "build": {"method": "convert"}, "source": {"image": {"path": str(Path(srcs[0]).absolute())}},
            "outputs": {"formats": fmts}}

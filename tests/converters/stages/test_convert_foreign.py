@@ -30,7 +30,7 @@ def cli(*args, cache: Path, out: Path, timeout=5400):
     return subprocess.run([sys.executable, "-m", "builder.cli", *map(str, args)], cwd=REPO, env=env,
                           capture_output=True, text=True, timeout=timeout)
 
-pytestmark = [pytest.mark.slow, pytest.mark.boot]
+pytestmark = [pytest.mark.slow, pytest.mark.boot, pytest.mark.timeout(5400)]
 
 # what each fixture's description says: (vCPUs, MiB, the NIC's MAC) — bare disks say nothing
 DESCRIBED = {"ova-tar": (OVA_VCPUS, OVA_MEMORY_MIB, HYPERVISORS["vmware"]["mac"]),
