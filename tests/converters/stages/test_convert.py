@@ -158,8 +158,8 @@ def test_domain_xml_beside_the_disk_describes_the_source_vm_and_validates(conver
     assert "xen12.xml" in (out / "SHA256SUMS").read_text()
 
 
-def test_unknown_format_is_refused_before_any_work(converted, tmp_path):
-    r = cli("convert", "--no-verify", "--formats", "qcow2,floppy", converted["src"],
+def test_unknown_format_is_refused_before_any_work(tmp_path):
+    r = cli("convert", "--no-verify", "--formats", "qcow2,floppy", xen_amd64(),
             cache=tmp_path / "cache", out=tmp_path / "out", timeout=300)
     assert r.returncode == 2, r.stderr[-2000:]
     assert "unknown export format 'floppy'" in r.stderr and "vhdx" in r.stderr   # the hint lists them
