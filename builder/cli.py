@@ -480,9 +480,11 @@ def schedule_systemd_cmd(app: App, names, user, on_calendar, rebuild_output, uni
 @click.option("--dry-run", is_flag=True, help="Check the sources, inspect the guest read-only and print the planned changes; write nothing.")
 @click.option("--import-only", is_flag=True, help="Stop after the import stage (exit 0).")
 @click.option("--no-verify", is_flag=True, help="Skip the boot verification stage.")
+@click.option("--formats", "formats", multiple=True,
+              help="Export formats (repeat, or comma-separate; default qcow2,libvirt): see `ironforge export`.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def convert_cmd(app: App, srcs, name, arch, dry_run, import_only, no_verify, as_json):
+def convert_cmd(app: App, srcs, name, arch, dry_run, import_only, no_verify, formats, as_json):
     """Convert a foreign VM (disk, OVA, .vmx, libvirt XML, ploop) or a container rootfs."""
     from converters import command
     opts = command.options(list(srcs), name)
@@ -507,7 +509,8 @@ def convert_cmd(app: App, srcs, name, arch, dry_run, import_only, no_verify, as_
             for note in (res["vm"] or {}).get("notes", []) + res["skipped"][:20]:
                 click.echo(f"  note: {note}")
         return
-    r = command.recipe_from_inspection(app.engine(options=opts), list(srcs), name, arch)
+    fmts = [f.strip() for item in formats for f in item.split(",") if f.strip()] or None
+    r = command.recipe_from_inspection(app.engine(options=opts), list(srcs), name, arch, fmts)
     res = build_one(app, r, False, not no_verify, False, opts)
     res["conversion"] = command.published_summary(Path(res["output"]))
     if as_json:

@@ -10,6 +10,7 @@ changed, and those after them; everything else is a hit.
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 import os
 import shutil
@@ -93,6 +94,9 @@ def diff_reason(old: dict | None, new: dict) -> str:
     """Which input changed between two key materials, in words."""
     if old is None:
         return "never built"
+    # the old material was read back from JSON: compare the new one in that form too, so a tuple
+    # and the list it was stored as are not a "change"
+    new = json.loads(canonical_json(new))
     if old.get("version") != new.get("version"):
         return f"stage version {old.get('version')} -> {new.get('version')}"
     if old.get("code") != new.get("code"):
@@ -279,7 +283,9 @@ class Engine:
     def _run_parts(self, recipe: Recipe, stage: StageDef, previous: Step | None, done: dict[str, Artifact],
                    force: bool, lease: Lease, reports: list[StepReport]) -> dict[str, Artifact]:
         """Make or find each part of ``stage``, each under its own key and lock, like a stage."""
-        inputs = {"previous": list(done.values())[-1]} if done else {}
+        # the stage's parts() sees every earlier artifact, as its run does (a conversion's export
+        # describes the import's source VM); each part's own run gets only the image before it
+        inputs = {**done, "previous": list(done.values())[-1]} if done else {}
         out: dict[str, Artifact] = {}
         for part in self._parts(recipe, stage, inputs):
             name = f"{stage.name}[{part.name}]"
@@ -304,7 +310,7 @@ class Engine:
                                        progress=self.progress, offline=self.offline, debug=self.debug,
                                        options=self.options, part_options=dict(part.options))
                     meta = self._commit(recipe, name, stage.version, key, mat, ctx,
-                                        lambda c, p=part: p.run(c, inputs))
+                                        lambda c, p=part: p.run(c, {"previous": inputs["previous"]}))
             if "forced" not in mat:
                 self.store.remember_material(recipe.name, name, mat)
             out[part.name] = Artifact(stage=name, key=key, dir=self.store.stage_dir(key),

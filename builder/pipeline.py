@@ -14,7 +14,7 @@ from builder.stage import StageDef
 CONVERT_STAGES = ("import", "inspect", "convert", "drivers", "export")
 CONVERT_MODULES = {"import": "converters.stages.import_", "inspect": "converters.stages.inspect",
                    "convert": "converters.stages.convert", "drivers": "converters.stages.drivers",
-                   "export": "builder.stages.export", "verify": "builder.stages.verify"}
+                   "export": "converters.stages.export", "verify": "builder.stages.verify"}
 
 
 def stage_names(recipe: Recipe, verify: bool = True) -> list[str]:

@@ -18,7 +18,7 @@ from pathlib import Path
 
 from builder import pipeline
 from builder.recipe import Recipe, canonical_json, validate
-from builder.errors import RecipeError
+from builder.errors import RecipeError, UsageError
 from converters.archive import tarsafe
 from converters.source import open_source
 
@@ -31,11 +31,23 @@ def default_name(srcs: list[Path]) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "-", stem).strip("-.") or "converted"
 
 
-def recipe_for(srcs: list[Path], name: str | None, arch: str | None, firmware: str | None = None) -> Recipe:
+# a conversion's outputs: the disk and a libvirt domain XML for it (the source VM's shape)
+DEFAULT_FORMATS = ("qcow2", "libvirt")
+
+
+def recipe_for(srcs: list[Path], name: str | None, arch: str | None, firmware: str | None = None,
+               formats: list[str] | None = None) -> Recipe:
     """An in-memory recipe for the command line's SRC…; os.family is a placeholder until the
-    inspect stage finds the guest's own (no stage before it reads os.*)."""
+    inspect stage finds the guest's own (no stage before it reads os.*). ``formats``: the
+    export formats (``--formats``), each one of builder.exports.FORMATS."""
+    fmts = list(dict.fromkeys(formats or DEFAULT_FORMATS))
+    from builder.exports import FORMATS
+    bad = [f for f in fmts if f not in FORMATS]
+    if bad:
+        raise UsageError(f"--formats: unknown export format {bad[0]!r}", hint="formats: " + ", ".join(FORMATS))
     doc = {"arch": arch or "amd64", "os": {"family": "debian", "release": "12"},
-           "build": {"method": "convert"}, "source": {"image": {"path": str(Path(srcs[0]).absolute())}}}
+           "build": {"method": "convert"}, "source": {"image": {"path": str(Path(srcs[0]).absolute())}},
+           "outputs": {"formats": fmts}}
     if firmware:
         doc["firmware"] = firmware
     values, problems = validate(doc, file="<ironforge convert>")
@@ -45,14 +57,15 @@ def recipe_for(srcs: list[Path], name: str | None, arch: str | None, firmware: s
                   digest=hashlib.sha256(canonical_json(values).encode()).hexdigest())
 
 
-def recipe_from_inspection(engine, srcs: list[Path], name: str | None, arch: str | None) -> Recipe:
+def recipe_from_inspection(engine, srcs: list[Path], name: str | None, arch: str | None,
+                           formats: list[str] | None = None) -> Recipe:
     """Run (or hit) import and inspect — neither reads arch or firmware, so their keys do not
     depend on them — then the recipe with the guest's own arch and firmware, which the verify
     stage boots with (a 32-bit or UEFI guest booted as amd64 BIOS would fail for no fault of its
     own). ``arch`` from the command line wins."""
     from builder import arch as archmod
     from builder.cache.lease import Lease
-    r = recipe_for(srcs, name, arch)
+    r = recipe_for(srcs, name, arch, formats=formats)   # a bad --formats stops here, before any work
     with Lease(engine.store) as lease:
         res = engine.run(r, [pipeline.load_stage(n, r) for n in ("import", "inspect")], lease=lease)
     facts = res.artifacts["inspect"].data
@@ -60,7 +73,7 @@ def recipe_from_inspection(engine, srcs: list[Path], name: str | None, arch: str
     if not word and facts.get("type") in ("linux", "rootfs") and facts.get("arch") in archmod.ALIASES:
         word = archmod.family_word("debian", facts["arch"])
     fw = facts.get("firmware") if facts.get("firmware") in ("bios", "uefi") else None
-    return recipe_for(srcs, name, word, fw)
+    return recipe_for(srcs, name, word, fw, formats)
 
 
 def options(srcs: list[Path], name: str | None) -> dict:

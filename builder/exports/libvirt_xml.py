@@ -62,8 +62,10 @@ def domain(machine: Machine, disk: Path, disk_format: str, *, domain_type: str =
     _sub(d, "driver", name="qemu", type=disk_format)
     _sub(d, "source", file=str(disk))
     _sub(d, "target", dev="vda", bus="virtio")
-    for _ in range(machine.nics):
+    for i in range(machine.nics):
         nic = _sub(dev, "interface", type="network" if network else "user")
+        if i < len(machine.macs) and machine.macs[i]:
+            _sub(nic, "mac", address=machine.macs[i])   # the guest's network config may be bound to it
         if network:
             _sub(nic, "source", network=network)
         _sub(nic, "model", type="virtio")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 ARCH = {"amd64": "x86_64", "i386": "i686"}
+MAC = re.compile(r"[0-9a-f]{2}(:[0-9a-f]{2}){5}")
 
 
 @dataclass(frozen=True)
@@ -16,10 +18,16 @@ class Machine:
     arch: str = "x86_64"     # libvirt/QEMU spelling
     family: str = "debian"   # "debian" | "windows" | "linux" (a converted guest of unknown distro)
     nics: int = 1
+    macs: tuple[str, ...] = ()   # per NIC, in order, where the source kept one (converted guests)
 
     def __post_init__(self) -> None:
         if self.firmware not in ("bios", "uefi"):
             raise ValueError(f"firmware {self.firmware!r}")
+        # a manifest gives a list back; every MAC lands in an XML attribute and must be one
+        object.__setattr__(self, "macs", tuple(self.macs))
+        for m in self.macs:
+            if m and not MAC.fullmatch(m):
+                raise ValueError(f"MAC {m!r}")
 
 
 def from_recipe(recipe) -> "Machine":
@@ -35,7 +43,18 @@ def from_recipe(recipe) -> "Machine":
                    firmware=get("firmware"), arch=ARCH.get(get("arch"), "x86_64"), family=get("os.family"))
 
 
-def from_source_vm(vm) -> "Machine":
-    """A converted guest: what its own description said (converters.model.SourceVM)."""
-    return Machine(name=vm.name, vcpus=vm.vcpus, memory_mib=vm.memory_mib, firmware=vm.firmware,
-                   family="linux", nics=max(1, len(vm.nics)))
+def from_source_vm(vm, *, name: str | None = None, arch: str = "x86_64", firmware: str | None = None,
+                   family: str = "linux") -> "Machine":
+    """A converted guest: what its own description said (converters.model.SourceVM, or its
+    to_dict() as the import stage records it): vCPUs, memory, firmware and the NICs' MACs.
+    A MAC that is not a plain unicast-looking one (hostile or odd input) is left out: libvirt
+    then generates one."""
+    get = (lambda k: vm[k]) if isinstance(vm, dict) else (lambda k: getattr(vm, k))
+    nics = list(get("nics"))
+    macs = []
+    for n in nics:
+        mac = str((n.get("mac") if isinstance(n, dict) else n.mac) or "").strip().lower().replace("-", ":")
+        macs.append(mac if MAC.fullmatch(mac) and not int(mac[:2], 16) & 1 else "")
+    return Machine(name=name or get("name"), vcpus=int(get("vcpus")), memory_mib=int(get("memory_mib")),
+                   firmware=firmware or get("firmware"), arch=arch, family=family,
+                   nics=max(1, len(nics)), macs=tuple(macs))

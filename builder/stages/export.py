@@ -11,6 +11,7 @@ stage ends with fstrim on a drive opened with discard, so discarded clusters rea
 from __future__ import annotations
 
 import os
+from typing import Callable
 
 from builder import exports, qemu_img
 from builder.cache.store import sha256_file  # noqa: F401  (tests compare digests with it)
@@ -39,7 +40,18 @@ def part_options(fmt: str, vm: Machine, compress: bool) -> dict:
     return opts
 
 
-def parts(ctx: StageContext, inputs: dict[str, Artifact] | None) -> list[Part]:
+MachineOf = Callable[[StageContext, "dict[str, Artifact] | None"], Machine]
+
+
+def recipe_machine(ctx: StageContext, inputs: dict[str, Artifact] | None) -> Machine:
+    """A built image describes the machine its recipe verifies it on."""
+    return machinemod.from_recipe(ctx.recipe)
+
+
+def parts(ctx: StageContext, inputs: dict[str, Artifact] | None,
+          machine_of: MachineOf = recipe_machine) -> list[Part]:
+    """One part per format. ``machine_of`` says what machine the files describe: the recipe's
+    (here) or a converted guest's source VM (converters/stages/export.py)."""
     formats = list(ctx.recipe.get("outputs.formats"))
     for fmt in formats:
         exports.check(fmt, 0)   # unknown names fail in a plan too
@@ -48,7 +60,7 @@ def parts(ctx: StageContext, inputs: dict[str, Artifact] | None) -> list[Part]:
         vsize = int(qemu_img.info(inputs["previous"].image)["virtual-size"])
         for fmt in formats:
             exports.check(fmt, vsize)
-    vm = machinemod.from_recipe(ctx.recipe)
+    vm = machine_of(ctx, inputs)
     compress = ctx.recipe.get("outputs.compress")
     return [Part(fmt, part_options(fmt, vm, compress), write_part, tools=("qemu-img", "tar"))
             for fmt in formats_made(formats)]
@@ -75,7 +87,7 @@ def _link(src, dst) -> None:
         clone_file(src, dst, mode=0o444)
 
 
-def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
+def run(ctx: StageContext, inputs: dict[str, Artifact], machine_of: MachineOf = recipe_machine) -> Output:
     formats = list(ctx.recipe.get("outputs.formats"))
     files, data = {}, {}
     for fmt, art in ctx.parts.items():
@@ -85,7 +97,7 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
         data[fmt] = dict(art.data[fmt], part_key=art.key)
     files["image"] = files["qcow2"]
     data["published_formats"] = formats
-    data["machine"] = vars(machinemod.from_recipe(ctx.recipe)).copy()
+    data["machine"] = vars(machine_of(ctx, inputs)).copy()
     return Output(files=files, data=data)
 
 

@@ -227,6 +227,17 @@ def apply(g, p: Plan, facts: dict, logger: logging.Logger | None = None) -> dict
         done.setdefault("removals", []).append({"command": " ".join(r.argv), "output": out[-2000:]})
     if p.initramfs.get("tool") == "initramfs-tools":
         done["initramfs"] = initramfs.ensure(g, p.initramfs["modules"], logger)
+        if p.network.get("action") == "moved":
+            # the initramfs's udev names NICs before / is mounted, with the .link files it was
+            # built with: without ours the virtio NIC gets the default name (ens4), which the
+            # real root's udev then keeps, and ifupdown waits for the old one
+            for v in done["initramfs"]["kernels"]:
+                if v not in done["initramfs"]["rebuilt"]:
+                    logger.info("in guest: update-initramfs -u -k %s (the NIC's .link file)", v)
+                    guest_command(g, ["update-initramfs", "-u", "-k", v], limit=initramfs.UPDATE_LIMIT,
+                                  what=f"update-initramfs -u -k {v} in the image")
+                    done["initramfs"]["rebuilt"].append(v)
+                    done["initramfs"].setdefault("rebuilt_for_link", []).append(v)
     elif p.initramfs.get("tool") == "dracut":
         for k in facts["kernels"]:
             if k["vmlinuz"]:
