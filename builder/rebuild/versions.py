@@ -105,7 +105,12 @@ def version_name(when: datetime.datetime, key: str) -> str:
 
 
 def _free_name(folder: Path, when: datetime.datetime, key: str) -> str:
-    # two publishes within one second (a build right after a rebuild): the next free second
+    # names sort by time, so a new version must sort after every one there: two publishes within
+    # one second (a build right after a rebuild) take the next second, whatever their keys
+    existing = versions(folder)
+    if existing:
+        last = datetime.datetime.strptime(existing[-1][:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=when.tzinfo)
+        when = max(when, last + datetime.timedelta(seconds=1))
     for i in range(3600):
         name = version_name(when + datetime.timedelta(seconds=i), key)
         if not os.path.lexists(folder / name):
