@@ -21,7 +21,7 @@ from typing import Any
 
 from builder.errors import BuildError
 from builder.host.guestfs_session import Drive, session
-from builder.linux import bootloader, debconf, diskimage, imagereport, rootfs
+from builder.linux import bootloader, bootunits, debconf, diskimage, imagereport, rootfs
 from builder.stage import Artifact, Output, StageContext, StageDef
 
 NAME = "disk"
@@ -89,6 +89,7 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
         ctx.log.info("extracting %s", art.path("rootfs").name)
         diskimage.extract(art.path("rootfs"), tree)
         facts = rootfs.prepare(tree, fstab_entries(lay, ids, fs), bootloader.GRUB_DEFAULTS)
+        facts["boot_units_disabled"] = bootunits.networkd_only(tree)
         if firmware == "bios":
             # so an upgrade of grub-pc inside the guest reinstalls GRUB without asking
             facts["debconf"] = debconf.preseed(tree, debconf.grub_pc_answers())

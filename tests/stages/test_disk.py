@@ -105,6 +105,8 @@ def test_first_boot_identity_is_clean(image):
 def test_network_by_networkd_dhcp_with_resolved(image):
     _res, f = image
     assert f["networkd_enabled"] and "DHCP=yes" in f["network_unit"] and "en*" in f["network_unit"]
+    # one network stack on the boot path: the recipe's ifupdown is installed but not started
+    assert not f["networking_enabled"]
     assert f["resolv_conf"] == "../run/systemd/resolve/stub-resolv.conf"
 
 
