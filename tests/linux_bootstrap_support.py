@@ -119,6 +119,7 @@ def inspect(image: Path) -> dict:
         facts["networkd_enabled"] = g.is_symlink(
             "/etc/systemd/system/multi-user.target.wants/systemd-networkd.service")
         facts["networking_enabled"] = bool(g.glob_expand("/etc/systemd/system/*.wants/networking.service"))
+        facts["e2scrub_reap_enabled"] = bool(g.glob_expand("/etc/systemd/system/*.wants/e2scrub_reap.service"))
         facts["network_unit"] = g.cat("/etc/systemd/network/80-ironforge-dhcp.network")
         facts["initramfs_modules_conf"] = g.cat("/etc/initramfs-tools/modules")
         facts["debconf_config"] = g.cat("/var/cache/debconf/config.dat")

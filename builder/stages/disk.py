@@ -89,7 +89,7 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
         ctx.log.info("extracting %s", art.path("rootfs").name)
         diskimage.extract(art.path("rootfs"), tree)
         facts = rootfs.prepare(tree, fstab_entries(lay, ids, fs), bootloader.GRUB_DEFAULTS)
-        facts["boot_units_disabled"] = bootunits.networkd_only(tree)
+        facts["boot_units_disabled"] = bootunits.minimal_server(tree)
         if firmware == "bios":
             # so an upgrade of grub-pc inside the guest reinstalls GRUB without asking
             facts["debconf"] = debconf.preseed(tree, debconf.grub_pc_answers())

@@ -30,3 +30,14 @@ def test_without_networkd_ifupdown_is_left_alone(tmp_path):
     _enable(tmp_path, "networking.service", "multi-user.target")
     assert bootunits.networkd_only(tmp_path) == {}
     assert (tmp_path / "etc/systemd/system/multi-user.target.wants/networking.service").is_symlink()
+
+
+def test_minimal_server_also_drops_the_e2scrub_reaper(tmp_path):
+    _enable(tmp_path, "systemd-networkd.service", "multi-user.target")
+    _enable(tmp_path, "networking.service", "multi-user.target")
+    _enable(tmp_path, "e2scrub_reap.service", "multi-user.target")
+    _enable(tmp_path, "ssh.service", "multi-user.target")
+    removed = bootunits.minimal_server(tmp_path)
+    assert sorted(removed) == ["e2scrub_reap.service", "networking.service"]
+    wants = tmp_path / "etc/systemd/system/multi-user.target.wants"
+    assert sorted(p.name for p in wants.iterdir()) == ["ssh.service", "systemd-networkd.service"]

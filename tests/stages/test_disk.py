@@ -106,7 +106,7 @@ def test_network_by_networkd_dhcp_with_resolved(image):
     _res, f = image
     assert f["networkd_enabled"] and "DHCP=yes" in f["network_unit"] and "en*" in f["network_unit"]
     # one network stack on the boot path: the recipe's ifupdown is installed but not started
-    assert not f["networking_enabled"]
+    assert not f["networking_enabled"] and not f["e2scrub_reap_enabled"]
     assert f["resolv_conf"] == "../run/systemd/resolve/stub-resolv.conf"
 
 
