@@ -26,7 +26,7 @@ from pathlib import Path
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from builder.host.accel import choose  # noqa: E402
-from builder.runner import tinyguest  # noqa: E402
+from builder.runner import guest_probe, tinyguest  # noqa: E402
 from builder.runner.verify import VerifyTarget, verify_fleet, verify_image  # noqa: E402
 
 
@@ -74,6 +74,11 @@ def main() -> int:
         print(f"   ratio                                            {ratio:8.2f} x   (goal <= 1.10)")
         print(f"   of which before the kernel (firmware, loader, decompression, QEMU start) "
               f"~{r.boot_seconds - r.guest_uptime:.2f} s")
+        report = guest_probe.analysis(Path(r.serial_log).read_text(errors="replace")) if r.serial_log else []
+        if report:
+            print("   the guest's own account (systemd-analyze, from the serial log):")
+            for line in report:
+                print(f"     {line}")
         if r.inject_seconds:
             print(f"   probe injection (libguestfs launch)              {r.inject_seconds:8.2f} s")
             print(f"   total incl. injection and overlay                {r.total_seconds:8.2f} s "

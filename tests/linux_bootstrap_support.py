@@ -58,6 +58,23 @@ def host_lsinitramfs(data: bytes) -> list[str]:
                               check=True).stdout.splitlines()
 
 
+def debconf_get(config_dat: str, question: str) -> tuple[str, bool]:
+    """The answer and seen flag of ``question`` in a config.dat, read by the host's own debconf
+    (debconf-communicate over a private database): independent of how it was written."""
+    with tempfile.TemporaryDirectory() as d:
+        Path(d, "config.dat").write_text(config_dat)
+        Path(d, "templates.dat").write_text("")
+        Path(d, "debconf.conf").write_text(
+            f"Config: c\nTemplates: t\n\nName: c\nDriver: File\nFilename: {d}/config.dat\n\n"
+            f"Name: t\nDriver: File\nFilename: {d}/templates.dat\n")
+        out = subprocess.run(["debconf-communicate"], input=f"GET {question}\nFGET {question} seen\n",
+                             capture_output=True, text=True, check=True,
+                             env={"DEBCONF_SYSTEMRC": f"{d}/debconf.conf", "PATH": "/usr/bin:/bin"}).stdout
+    value, seen = out.splitlines()[:2]
+    assert value.startswith("0 ") or value == "0", out
+    return value[2:], seen == "0 true"
+
+
 def inspect(image: Path) -> dict:
     """Everything the tests check, read in ONE read-only libguestfs launch."""
     facts: dict = {}
@@ -101,8 +118,11 @@ def inspect(image: Path) -> dict:
         facts["resolv_conf"] = g.readlink("/etc/resolv.conf") if g.is_symlink("/etc/resolv.conf") else None
         facts["networkd_enabled"] = g.is_symlink(
             "/etc/systemd/system/multi-user.target.wants/systemd-networkd.service")
+        facts["networking_enabled"] = bool(g.glob_expand("/etc/systemd/system/*.wants/networking.service"))
+        facts["e2scrub_reap_enabled"] = bool(g.glob_expand("/etc/systemd/system/*.wants/e2scrub_reap.service"))
         facts["network_unit"] = g.cat("/etc/systemd/network/80-ironforge-dhcp.network")
         facts["initramfs_modules_conf"] = g.cat("/etc/initramfs-tools/modules")
+        facts["debconf_config"] = g.cat("/var/cache/debconf/config.dat")
         facts["initramfs"] = {}
         for name in facts["boot"]:
             if name.startswith("initrd.img-"):

@@ -4,7 +4,8 @@ The script works with a full Debian userland and with busybox alone (the tiny te
 same script as its init's last step). It reads the per-boot nonce from QEMU fw_cfg (the
 ``qemu_fw_cfg`` module exposes it under /sys/firmware) or, failing that, from SMBIOS type 11 OEM
 strings; gathers arch, kernel, root device, bound virtio drivers and the systemd state (waiting,
-bounded, for the boot to settle); prints one ``IRONFORGE-READY`` line on ttyS0; and powers off.
+bounded, for the boot to settle); prints ``systemd-analyze`` time, critical chain and blame as ``IRONFORGE-ANALYZE`` lines, then
+one ``IRONFORGE-READY`` line on ttyS0; and powers off.
 
 The unit is ``Type=simple`` on purpose: a oneshot unit still running would itself keep
 ``systemctl is-system-running`` at "starting" until it gave up.
@@ -14,7 +15,7 @@ from __future__ import annotations
 
 SCRIPT_PATH = "/usr/local/sbin/ironforge-probe"
 UNIT_NAME = "ironforge-probe.service"
-VERSION = 1
+VERSION = 2
 
 _SCRIPT = r"""#!/bin/sh
 # ironforge boot probe (injected into a throw-away verification overlay only).
@@ -75,10 +76,17 @@ fi
 rootdisks=${rootdisks#,}; [ -n "$rootdisks" ] || rootdisks=none
 [ -n "$root" ] || root=none
 
-up=$(cut -d ' ' -f 1 /proc/uptime)
-line="IRONFORGE-READY nonce=$(printf %s "$nonce" | clean) src=$src arch=$(uname -m | clean) kernel=$(uname -r | clean) root=$(printf %s "$root" | clean) rootdisks=$rootdisks virtio=$virtio state=$(printf %s "$state" | clean) failed=$failed probe=@VERSION@ uptime=$up"
 tty=/dev/ttyS0
 [ -c "$tty" ] && [ -w "$tty" ] || tty=/dev/console
+# Where the boot spent its time, into the serial log (the verify evidence): systemd's own
+# account, the chain that decided when the boot finished, and the slowest units.
+if [ "$state" != none ] && command -v systemd-analyze >/dev/null 2>&1; then
+    { systemd-analyze time; systemd-analyze critical-chain --no-pager; systemd-analyze blame --no-pager | head -n 15; } 2>&1 \
+        | tr -d '\033' | sed 's/^/IRONFORGE-ANALYZE /' > "$tty"
+fi
+
+up=$(cut -d ' ' -f 1 /proc/uptime)
+line="IRONFORGE-READY nonce=$(printf %s "$nonce" | clean) src=$src arch=$(uname -m | clean) kernel=$(uname -r | clean) root=$(printf %s "$root" | clean) rootdisks=$rootdisks virtio=$virtio state=$(printf %s "$state" | clean) failed=$failed probe=@VERSION@ uptime=$up"
 printf '\r\n%s\r\n' "$line" > "$tty"
 echo "$line"
 
@@ -109,3 +117,16 @@ def script(settle_seconds: int = 120) -> str:
 
 def unit() -> str:
     return _UNIT
+
+
+ANALYZE_TAG = "IRONFORGE-ANALYZE "
+
+
+def analysis(serial_text: str) -> list[str]:
+    """The probe's systemd-analyze report from a serial log, tag removed (empty if none)."""
+    out = []
+    for line in serial_text.replace("\r", "").splitlines():
+        i = line.find(ANALYZE_TAG)
+        if i >= 0:
+            out.append(line[i + len(ANALYZE_TAG):])
+    return out

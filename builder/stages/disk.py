@@ -21,7 +21,7 @@ from typing import Any
 
 from builder.errors import BuildError
 from builder.host.guestfs_session import Drive, session
-from builder.linux import bootloader, diskimage, imagereport, rootfs
+from builder.linux import bootloader, bootunits, debconf, diskimage, imagereport, rootfs
 from builder.stage import Artifact, Output, StageContext, StageDef
 
 NAME = "disk"
@@ -89,6 +89,10 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
         ctx.log.info("extracting %s", art.path("rootfs").name)
         diskimage.extract(art.path("rootfs"), tree)
         facts = rootfs.prepare(tree, fstab_entries(lay, ids, fs), bootloader.GRUB_DEFAULTS)
+        facts["boot_units_disabled"] = bootunits.minimal_server(tree)
+        if firmware == "bios":
+            # so an upgrade of grub-pc inside the guest reinstalls GRUB without asking
+            facts["debconf"] = debconf.preseed(tree, debconf.grub_pc_answers())
         kernels_host = rootfs.kernel_versions(tree)
         if not kernels_host:
             raise BuildError("the bootstrap tarball has no kernel with an initrd in /boot",

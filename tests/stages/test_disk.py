@@ -5,7 +5,7 @@ import re
 
 import pytest
 
-from linux_bootstrap_support import build, inspect, variant
+from linux_bootstrap_support import build, debconf_get, inspect, variant
 
 from builder.stages import disk
 
@@ -105,7 +105,17 @@ def test_first_boot_identity_is_clean(image):
 def test_network_by_networkd_dhcp_with_resolved(image):
     _res, f = image
     assert f["networkd_enabled"] and "DHCP=yes" in f["network_unit"] and "en*" in f["network_unit"]
+    # one network stack on the boot path: the recipe's ifupdown is installed but not started
+    assert not f["networking_enabled"] and not f["e2scrub_reap_enabled"]
     assert f["resolv_conf"] == "../run/systemd/resolve/stub-resolv.conf"
+
+
+def test_grub_pc_install_device_is_answered_with_the_virtio_disk(image):
+    """Read by the host's own debconf: a later grub-pc upgrade in the guest reinstalls GRUB on
+    /dev/vda instead of stopping at the install-devices question."""
+    res, f = image
+    assert debconf_get(f["debconf_config"], "grub-pc/install_devices") == ("/dev/vda", True)
+    assert res.artifacts["disk"].data["debconf"] == {"grub-pc/install_devices": "/dev/vda"}
 
 
 @pytest.fixture(scope="session")
