@@ -77,7 +77,10 @@ def build_manifest(result: RunResult, accel: Accel, verification: dict | None) -
                    for s in result.steps],
         "inputs": inputs,
         "tools": tool_versions,
-        "image": {fmt: d for fmt, d in (export.data if export else {}).items()
+        # each format under the name publish gives it (the store's part files are named apart
+        # from any recipe, so one part serves every recipe over the same image)
+        "image": {fmt: (dict(d, file=f"{recipe.name}.{EXTENSIONS[fmt]}") if fmt in EXTENSIONS else d)
+                  for fmt, d in (export.data if export else {}).items()
                   if isinstance(d, dict) and fmt != "machine"},
         "machine": (export.data.get("machine") if export else None),
         "guest": guest,

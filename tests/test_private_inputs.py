@@ -55,7 +55,7 @@ def test_secret_and_private_file_settings_come_from_the_table():
                                             "windows.product_key", "windows.admin_password",
                                             "windows.users[].password"}
     assert settings.host_file_paths(private=True) == ["customize.files[].source"]
-    assert set(settings.host_file_paths()) == {"customize.files[].source", "sources[].path"}
+    assert set(settings.host_file_paths()) == {"customize.files[].source", "sources[].path", "build.keyring"}
     # the customize stage keeps no digest pin of its own: the engine tokenises the file
     assert customize_stage.STAGE.pins is None
 

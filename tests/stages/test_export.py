@@ -210,6 +210,13 @@ def test_manifest_lists_formats_and_the_machine_apart(tmp_path):
     m = json.loads((out / "manifest.json").read_text())
     assert sorted(m["image"]) == ["qcow2", "vdi"]
     assert m["machine"]["memory_mib"] == 1024 and m["machine"]["firmware"] == "bios"
+    # each entry names the file as published, with its digest (verify's provenance finds it so)
+    for fmt, d in m["image"].items():
+        assert (out / d["file"]).is_file() and d["file"].startswith(result.recipe.name + ".")
+        assert d["sha256"] == export.sha256_file(out / d["file"])
+    from builder.runner.provenance import beside
+    prov = beside(out / m["image"]["qcow2"]["file"])
+    assert prov["image_sha256"] == m["image"]["qcow2"]["sha256"] and prov["cache_keys"]["export"]
 
 
 def test_published_formats_entries_survive_cache_gc(tmp_path):
