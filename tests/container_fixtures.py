@@ -14,15 +14,13 @@ source (as tests/convert_fixtures.py does), so a warm machine reuses it and an e
 
 from __future__ import annotations
 
-import hashlib
 import io
-import os
 import posixpath
 import re
-import shutil
 import tarfile
 from pathlib import Path
 
+import fixture_cache
 from shared_cache import cache_root
 
 # What a container does not have; prefixes of package names (dpkg status stanzas)
@@ -104,29 +102,13 @@ def strip(src: Path, dst: Path) -> dict:
     return {"packages_removed": gone, "members_dropped": dropped}
 
 
-def _key(base_key: str) -> str:
-    return hashlib.sha256(base_key.encode() + b"\0" + Path(__file__).read_bytes()).hexdigest()[:20]
-
-
 def container(arch: str) -> Path:
     """A Debian 12 container rootfs tarball for ``arch`` (amd64, i386), built once per machine."""
     from linux_bootstrap_support import build
     base = build(f"debian-12-{arch}").artifacts["bootstrap"]
-    d = cache_root() / "container-fixtures" / _key(base.key)
+    d = cache_root() / "container-fixtures" / fixture_cache.key(base.key, __file__)
     out = d / f"container-{arch}.tar"
-    if out.is_file():
-        return out
-    tmp = d.parent / f".{d.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        strip(base.path("rootfs"), tmp / out.name)
-        try:
-            tmp.rename(d)
-        except OSError:       # another test process made it first: theirs is as good
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    fixture_cache.built_once(d, out, lambda tmp: strip(base.path("rootfs"), tmp / out.name))
     return out
 
 
@@ -152,28 +134,9 @@ def _xen_only_layout(g) -> None:
 def xen_only(arch: str = "amd64") -> Path:
     """The Xen PV fixture with only a Xen-PV-only kernel (qcow2), built once per machine."""
     from convert_fixtures import xen
-    from builder import qemu_img
-    from builder.host.accel import choose
-    from builder.host.guestfs_session import Drive, session
     base = xen(arch)
-    d = cache_root() / "container-fixtures" / _key(str(base))
+    d = cache_root() / "container-fixtures" / fixture_cache.key(str(base), __file__)
     img = d / f"xen-only-{arch}.qcow2"
-    if img.is_file():
-        return img
-    tmp = d.parent / f".{d.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        layer = tmp / "layer.qcow2"
-        qemu_img.overlay(base, layer, what="xen-only fixture overlay")
-        with session([Drive(layer, "qcow2", readonly=False)], choose(), what="xen-only fixture") as g:
-            _xen_only_layout(g)
-        qemu_img.convert(layer, tmp / img.name, "qcow2", what="xen-only fixture flatten")
-        layer.unlink()
-        try:
-            tmp.rename(d)
-        except OSError:
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    fixture_cache.built_once(d, img, lambda tmp: fixture_cache.edited_copy(base, tmp / img.name, _xen_only_layout,
+                                                                          "xen-only fixture"))
     return img

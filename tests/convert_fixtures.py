@@ -9,42 +9,21 @@ module's source, so a warm machine reuses it and an edit here rebuilds it.
 
 from __future__ import annotations
 
-import hashlib
-import os
 import re
 import shutil
-import subprocess
 from pathlib import Path
 
+import fixture_cache
 from shared_cache import cache_root
 
-from builder import qemu_img
 from builder.host import guest_os
-from builder.host.accel import choose
-from builder.host.guestfs_session import Drive, session
 
 XEN_MAC = "00:16:3e:12:34:56"
 WANTS = "/etc/systemd/system/getty.target.wants"
-# a STAND-IN for VMware's tools under their Debian name (the real package pulls in dependencies
-# the offline appliance cannot fetch): installed with the guest's dpkg, so its removal is real
+# a STAND-IN for VMware's tools under their Debian name (fixture_cache.standin_deb)
 STANDIN_TOOLS = "open-vm-tools"
-STANDIN_MARKER = "/usr/share/doc/open-vm-tools/ironforge-standin"
-
-
-def standin_tools_deb(dest: Path) -> Path:
-    root = dest / "pkg"
-    (root / "DEBIAN").mkdir(parents=True)
-    (root / "DEBIAN" / "control").write_text(
-        f"Package: {STANDIN_TOOLS}\nVersion: 2:12.2.0-1+ironforge.standin\nArchitecture: all\n"
-        "Maintainer: ironforge tests <tests@ironforge.invalid>\n"
-        "Description: stand-in for VMware guest tools (conversion tests)\n")
-    marker = root / STANDIN_MARKER.lstrip("/")
-    marker.parent.mkdir(parents=True)
-    marker.write_text("stand-in\n")
-    deb = dest / "standin.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)], check=True,
-                   capture_output=True)
-    return deb
+STANDIN_VERSION = "2:12.2.0-1"
+STANDIN_MARKER = fixture_cache.standin_marker(STANDIN_TOOLS)
 
 
 def _xen_layout(g, deb: Path) -> None:
@@ -77,11 +56,6 @@ def _xen_layout(g, deb: Path) -> None:
                 f'SUBSYSTEM=="net", ACTION=="add", ATTR{{address}}=="{XEN_MAC}", NAME="eth0"\n'.encode())
 
 
-def _key(base_key: str) -> str:
-    src = Path(__file__).read_bytes()
-    return hashlib.sha256(base_key.encode() + b"\0" + src).hexdigest()[:20]
-
-
 def xen_amd64() -> Path:
     """The Xen PV fixture (amd64), built once per machine."""
     return xen("amd64")
@@ -91,24 +65,14 @@ def xen(arch: str) -> Path:
     """The Xen PV fixture from ironforge's Debian 12 image for ``arch`` (amd64, i386)."""
     from linux_bootstrap_support import build
     base = build(f"debian-12-{arch}").artifacts["drivers"]
-    d = cache_root() / "convert-fixtures" / _key(base.key)
+    d = cache_root() / "convert-fixtures" / fixture_cache.key(base.key, __file__)
     img = d / f"xen-{arch}.qcow2"
-    if img.is_file():
-        return img
-    tmp = d.parent / f".{d.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
-        layer = tmp / "layer.qcow2"
-        qemu_img.overlay(base.image, layer, what="xen fixture overlay")
-        with session([Drive(layer, "qcow2", readonly=False)], choose(), what="xen fixture") as g:
-            _xen_layout(g, standin_tools_deb(tmp))
-        qemu_img.convert(layer, tmp / img.name, "qcow2", what="xen fixture flatten")
-        layer.unlink()
-        try:
-            tmp.rename(d)
-        except OSError:       # another test process made it first: theirs is as good
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    def make(tmp: Path) -> None:
+        deb = fixture_cache.standin_deb(tmp, STANDIN_TOOLS, STANDIN_VERSION)
+        fixture_cache.edited_copy(base.image, tmp / img.name, lambda g: _xen_layout(g, deb), "xen fixture")
+        deb.unlink()
+        shutil.rmtree(tmp / f"pkg-{STANDIN_TOOLS}")
+
+    fixture_cache.built_once(d, img, make)
     return img

@@ -31,11 +31,11 @@ import hashlib
 import os
 import re
 import shutil
-import subprocess
 import tarfile
 import zipfile
 from pathlib import Path
 
+import fixture_cache
 from shared_cache import cache_root
 
 from builder import qemu_img
@@ -57,27 +57,6 @@ VERSIONS = {"open-vm-tools": "2:12.2.0-1", "hyperv-daemons": "6.1.158-1",
 VMX_MAC = "00:0c:29:5f:e1:44"     # VMware Workstation's generated prefix
 OVA_VCPUS, OVA_MEMORY_MIB = 2, 1536
 VMX_VCPUS, VMX_MEMORY_MIB = 2, 2048
-
-
-def standin_marker(pkg: str) -> str:
-    return f"/usr/share/doc/{pkg}/ironforge-standin"
-
-
-def standin_deb(dest: Path, pkg: str) -> Path:
-    """A STAND-IN for a foreign hypervisor's guest-tools package, under its Debian name."""
-    root = dest / f"pkg-{pkg}"
-    (root / "DEBIAN").mkdir(parents=True)
-    (root / "DEBIAN" / "control").write_text(
-        f"Package: {pkg}\nVersion: {VERSIONS[pkg]}+ironforge.standin\nArchitecture: all\n"
-        "Maintainer: ironforge tests <tests@ironforge.invalid>\n"
-        f"Description: stand-in for {pkg} (conversion tests)\n")
-    marker = root / standin_marker(pkg).lstrip("/")
-    marker.parent.mkdir(parents=True)
-    marker.write_text("stand-in\n")
-    deb = dest / f"{pkg}.deb"
-    subprocess.run(["dpkg-deb", "--root-owner-group", "--build", str(root), str(deb)], check=True,
-                   capture_output=True)
-    return deb
 
 
 def _layout(g, root: str, hv: str, debs: list[Path]) -> None:
@@ -104,10 +83,6 @@ def _layout(g, root: str, hv: str, debs: list[Path]) -> None:
         g.write("/etc/hostname", f"deb12-{hv}\n".encode())
     finally:
         g.umount_all()
-
-
-def _key(base_key: str) -> str:
-    return hashlib.sha256(base_key.encode() + b"\0" + Path(__file__).read_bytes()).hexdigest()[:20]
 
 
 def _sha(algo: str, p: Path) -> str:
@@ -259,18 +234,15 @@ def foreign() -> dict[str, Path]:
     """{fixture name: path} (FIXTURES), built once per machine: one launch, then qemu-img."""
     from linux_bootstrap_support import build
     base = build("debian-12-amd64").artifacts["drivers"]
-    d = cache_root() / "convert-foreign" / _key(base.key)
+    d = cache_root() / "convert-foreign" / fixture_cache.key(base.key, __file__)
     out = {name: d / rel for name, (rel, _hv) in FIXTURES.items()}
-    if (d / "done").is_file():
-        return out
-    tmp = d.parent / f".{d.name}.tmp-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir(parents=True)
-    try:
+
+    def make(tmp: Path) -> None:
         layers = {hv: tmp / f"layer-{hv}.qcow2" for hv in HYPERVISORS}
         for layer in layers.values():
             qemu_img.overlay(base.image, layer, what="foreign fixture overlay")
-        debs = {hv: [standin_deb(tmp, p) for p in spec["tools"]] for hv, spec in HYPERVISORS.items()}
+        debs = {hv: [fixture_cache.standin_deb(tmp, p, VERSIONS[p]) for p in spec["tools"]]
+                for hv, spec in HYPERVISORS.items()}
         with session([Drive(layers[hv], "qcow2", readonly=False) for hv in HYPERVISORS], choose(),
                      what="foreign fixtures") as g:
             roots = sorted(g.inspect_os())
@@ -283,10 +255,6 @@ def foreign() -> dict[str, Path]:
             if p.name.startswith(("layer-", "pkg-")) or p.suffix == ".deb":
                 shutil.rmtree(p) if p.is_dir() else p.unlink()
         (tmp / "done").write_text("")
-        try:
-            tmp.rename(d)
-        except OSError:       # another test process made it first: theirs is as good
-            pass
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+
+    fixture_cache.built_once(d, d / "done", make)
     return out
