@@ -46,20 +46,18 @@ def networkd_only(root: Path) -> dict[str, list[str]]:
     """Disable the units networkd makes redundant, if networkd is enabled; what was removed."""
     if not _enabled_links(root, "systemd-networkd.service"):
         return {}
-    removed: dict[str, list[str]] = {}
-    for unit in REDUNDANT_WITH_NETWORKD:
-        links = _enabled_links(root, unit)
-        for link in links:
-            rootfs.remove(root, link)
-        if links:
-            removed[unit] = links
-    return removed
+    return _disable(root, REDUNDANT_WITH_NETWORKD)
 
 
 def minimal_server(root: Path) -> dict[str, list[str]]:
     """Disable what a minimal server should not spend boot time on (see the tables above)."""
-    removed = networkd_only(root)
-    for unit in NOT_FOR_A_MINIMAL_SERVER:
+    return {**networkd_only(root), **_disable(root, NOT_FOR_A_MINIMAL_SERVER)}
+
+
+def _disable(root: Path, units) -> dict[str, list[str]]:
+    """Remove every enablement link of ``units``; the links removed, by unit."""
+    removed: dict[str, list[str]] = {}
+    for unit in units:
         links = _enabled_links(root, unit)
         for link in links:
             rootfs.remove(root, link)
