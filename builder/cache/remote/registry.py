@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import json
 import logging
 import queue
 import re
@@ -35,6 +36,7 @@ log = logging.getLogger("ironforge.remote")
 
 CONNECT = 3.0
 READ = 10.0
+MAX_TOKEN_RESPONSE = 1 << 20   # a token answer is a small JSON document
 MAX_MANIFEST = 4 << 20          # the spec's floor for what registries must accept
 CHUNK = 1 << 20
 MANIFEST_TYPES = ("application/vnd.oci.image.manifest.v1+json",)
@@ -131,18 +133,25 @@ class Registry:
             return
         if scheme != "bearer" or not params.get("realm", "").startswith(("https://", "http://")):
             raise Refused(f"{self.address}: unsupported authentication scheme {scheme!r}")
+        # the realm is named by the registry's answer: credentials go to it only over TLS, unless
+        # the user chose plain HTTP for this registry (oci+http://) in the first place
+        if params["realm"].startswith("http://") and self.address.scheme != "http":
+            raise Refused(f"{self.address}: the registry names a token service without TLS "
+                          f"({params['realm'].split('?')[0]}); credentials are not sent there")
         query = {k: params[k] for k in ("service", "scope") if params.get(k)}
         query.setdefault("scope", f"repository:{self.address.repo}:pull,push")
         try:
-            resp = self.http.get(params["realm"], params=query, timeout=self.timeout,
+            resp = self.http.get(params["realm"], params=query, timeout=self.timeout, stream=True,
                                  headers={"Authorization": basic} if basic else {})
         except requests.RequestException as exc:
             raise Unavailable(f"{self.address}: token service: {type(exc).__name__}") from None
-        if resp.status_code != 200:
-            raise Refused(f"{self.address}: the token service answered HTTP {resp.status_code}")
+        with resp:
+            if resp.status_code != 200:
+                raise Refused(f"{self.address}: the token service answered HTTP {resp.status_code}")
+            data = _read_bounded(resp, MAX_TOKEN_RESPONSE, f"{self.address}: token service")
         try:
-            doc = resp.json()
-            token = doc.get("token") or doc.get("access_token")
+            doc = json.loads(data)
+            token = (doc.get("token") or doc.get("access_token")) if isinstance(doc, dict) else None
         except ValueError:
             token = None
         if not isinstance(token, str) or not token:
