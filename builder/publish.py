@@ -14,13 +14,10 @@ from __future__ import annotations
 import datetime
 import json
 import os
-import shutil
 from pathlib import Path
 from typing import Any, Callable
 
 from builder import __version__, swap
-from builder.cache.seal import make_read_only
-from builder.cache.store import fsync_dir, fsync_tree
 from builder.clone import clone_file
 from builder.engine import RunResult
 from builder.exports import FORMATS, beside, machine as machinemod
@@ -109,11 +106,10 @@ def publish(result: RunResult, output_root: Path, accel: Accel, verification: di
     recipe = result.recipe
     name = recipe.name
     at = pause or (lambda point: None)
+    final = final or output_root / name
     output_root.mkdir(parents=True, exist_ok=True)
     swap.sweep(output_root)
-    tmp = swap.work_dir(output_root, name)
-    try:
-        tmp.chmod(0o755)  # mkdtemp makes it private; published images are for everyone on the host
+    with swap.staged(output_root, name) as tmp:
         export = result.artifacts["export"]
         formats = list(export.data.get("published_formats", ["qcow2"]))
         if "libvirt" in formats and "qcow2" not in formats:
@@ -145,18 +141,14 @@ def publish(result: RunResult, output_root: Path, accel: Accel, verification: di
                    else machinemod.from_recipe(recipe))
         pkg_dicts = [p if isinstance(p, dict) else {"name": str(p)} for p in packages]
         qcow2 = f"{name}.qcow2" if "qcow2" in formats else None
-        beside.write(tmp, final or output_root / name, name, machine, formats, pkg_dicts, qcow2_file=qcow2,
+        beside.write(tmp, final, name, machine, formats, pkg_dicts, qcow2_file=qcow2,
                      image_sha256=known.get(qcow2 or ""), known=known)
         if extra is not None:
             extra(tmp)
-        make_read_only(tmp)
-        fsync_tree(tmp)
-        at("assembled")
-        final = final or output_root / name
-        (install or swap.replace_dir)(tmp, final)
-        fsync_dir(output_root)
+        def assembled_then(tmp: Path, final: Path) -> None:
+            at("assembled")          # sealed and flushed, not yet in place
+            (install or swap.replace_dir)(tmp, final)
+
+        swap.install(tmp, final, how=assembled_then)
         at("swapped")
         return final
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise

@@ -20,8 +20,12 @@ import os
 import re
 import shutil
 import tempfile
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Callable, Iterator
 
+from builder.cache.seal import make_read_only
+from builder.cache.store import fsync_dir, fsync_tree
 from builder.errors import BuildError
 from builder.host.proc import pid_alive
 
@@ -66,6 +70,32 @@ def work_dir(root: Path, name: str) -> Path:
     whether its owner still runs."""
     root.mkdir(parents=True, exist_ok=True)
     return Path(tempfile.mkdtemp(prefix=f".{name}.tmp-{os.getpid()}-", dir=root))
+
+
+@contextmanager
+def staged(root: Path, name: str) -> Iterator[Path]:
+    """A ``work_dir`` for ``name``, readable by everyone on the host like what it will become;
+    removed again if the block fails (a kill leaves it to ``sweep``)."""
+    tmp = work_dir(root, name)
+    try:
+        tmp.chmod(0o755)
+        yield tmp
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
+def install(tmp: Path, final: Path, *, seal: bool = True,
+            how: Callable[[Path, Path], None] | None = None) -> None:
+    """Make the assembled ``tmp`` the complete ``final``: sealed read-only (unless its files are
+    already store entries' read-only links), flushed to disk, then swapped in (``replace_dir``
+    unless ``how`` says otherwise) and the parent directory flushed, so a crash leaves either the
+    old or the new whole."""
+    if seal:
+        make_read_only(tmp)
+    fsync_tree(tmp)
+    (how or replace_dir)(tmp, final)
+    fsync_dir(final.parent)
 
 
 def replace_dir(new: Path, final: Path) -> None:

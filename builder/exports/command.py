@@ -9,12 +9,9 @@ from __future__ import annotations
 
 import concurrent.futures
 import re
-import shutil
 from pathlib import Path
 
 from builder import swap
-from builder.cache.seal import make_read_only
-from builder.cache.store import fsync_dir, fsync_tree
 from builder.errors import UsageError
 from builder.exports import FORMATS, beside, check, sbom
 from builder.exports.machine import Machine
@@ -54,9 +51,7 @@ def export_image(image: Path | str, formats: list[str], output_root: Path, *, na
     machine = Machine(name=name, vcpus=cpus, memory_mib=memory_mib, firmware=firmware, family=family)
     output_root.mkdir(parents=True, exist_ok=True)
     swap.sweep(output_root)
-    tmp = swap.work_dir(output_root, name)
-    try:
-        tmp.chmod(0o755)
+    with swap.staged(output_root, name) as tmp:
         def one(fmt: str) -> tuple[str, str, str]:
             # the same per-format path as a build's export parts; here every file is named for the
             # output, as it is published
@@ -76,13 +71,7 @@ def export_image(image: Path | str, formats: list[str], output_root: Path, *, na
                      image_sha256=known.get(qcow2 or ""), known=known)
         if "libvirt" in formats:
             files["libvirt"] = f"{name}.xml"
-        make_read_only(tmp)
-        fsync_tree(tmp)
-        swap.replace_dir(tmp, final)
-        fsync_dir(output_root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        swap.install(tmp, final)
     return {"name": name, "dir": str(final), "source": info.to_dict(), "formats": formats,
             "files": {fmt: str(final / f) for fmt, f in files.items()},
             "machine": vars(machine).copy()}

@@ -28,7 +28,7 @@ from pathlib import Path
 from typing import Any, Callable
 
 from builder import swap
-from builder.cache.store import fsync_dir, fsync_tree
+from builder.cache.store import fsync_dir
 from builder.clone import clone_file
 from builder.engine import RunResult
 from builder.errors import BuildError
@@ -160,18 +160,12 @@ def migrate(output_root: Path, name: str) -> str | None:
     if not flat.is_dir() or is_versioned(flat) or flat.is_symlink():
         return None
     version = _legacy_version(flat)
-    tmp = swap.work_dir(output_root, name)
-    try:
-        tmp.chmod(0o755)
+    with swap.staged(output_root, name) as tmp:
         shutil.copytree(flat, tmp / version, symlinks=True, copy_function=_link_or_clone)
         os.symlink(version, tmp / LATEST)
         refresh_links(tmp)
-        fsync_tree(tmp)
-        swap.replace_dir(tmp, flat)
-        fsync_dir(output_root)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
+        # the files are the flat output's own, already read-only: linked, not re-sealed
+        swap.install(tmp, flat, seal=False)
     return version
 
 
