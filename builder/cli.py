@@ -109,14 +109,17 @@ def _report(exc: BaseException, debug: bool) -> int:
               help="Let recipes read host files under DIR too, not only inside their own folder "
                    "(repeatable; also $IRONFORGE_ALLOW_HOST_PATH, os.pathsep-separated).")
 @click.option("--cache-remote", default=None, metavar="oci://HOST[:PORT]/REPO",
-              help="Share stages through an OCI registry (also $IRONFORGE_CACHE_REMOTE; oci+http:// "
-                   "for a registry without TLS). See README: Many machines.")
+              help="Share stages through an OCI registry (also $IRONFORGE_CACHE_REMOTE, or cache.remote "
+                   "in ~/.config/ironforge/config.toml; oci+http:// for a registry without TLS). "
+                   "See README: Many machines.")
 @click.option("--cache-remote-readonly", is_flag=True,
-              help="Pull from --cache-remote, never push (also $IRONFORGE_CACHE_REMOTE_READONLY=1).")
+              help="Pull from --cache-remote, never push (also $IRONFORGE_CACHE_REMOTE_READONLY=1, "
+                   "or cache.remote_readonly = true in the configuration file).")
 @click.pass_context
 def cli(ctx, verbose, quiet, debug, cache_dir, output_dir, recipes_dir, accel, allow_host_path,
         cache_remote, cache_remote_readonly):
     """ironforge: build appliance images from recipes and prove they boot."""
+    from builder import user_config
     from builder.cache.remote.cache import RemoteCache
     from builder.log import setup
     setup(verbose, quiet)
@@ -124,7 +127,8 @@ def cli(ctx, verbose, quiet, debug, cache_dir, output_dir, recipes_dir, accel, a
                   output_dir=output_dir or Path(os.environ.get("IRONFORGE_OUTPUT", "output")),
                   recipes_dir=recipes_dir, accel_override=accel, debug=debug, verbose=verbose, quiet=quiet,
                   allow_host_paths=(*allow_host_path, *hostpaths.from_env()),
-                  remote=RemoteCache.from_options(cache_remote, cache_remote_readonly))
+                  remote=RemoteCache.from_options(cache_remote, cache_remote_readonly,
+                                                  config=user_config.load()))
 
 
 pass_app = click.make_pass_decorator(App)

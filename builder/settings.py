@@ -427,6 +427,16 @@ SETTINGS: tuple[Setting, ...] = (
 
 BY_KEY: dict[str, Setting] = {s.key: s for s in SETTINGS}
 
+# The machine's own settings, read from its configuration file (builder/user_config.py), not from
+# a recipe: where a machine shares its stages is a fact of the machine, and the same recipe builds
+# the same image with or without it. A command-line flag, then the environment, override them.
+HOST_SETTINGS: tuple[Setting, ...] = (
+    S("cache.remote", Str(what="an address oci://HOST[:PORT]/REPO (oci+http:// without TLS)", line=True), None,
+      "OCI registry that shares stages between machines (--cache-remote, $IRONFORGE_CACHE_REMOTE)."),
+    S("cache.remote_readonly", Bool(), False,
+      "Pull from cache.remote, never push (--cache-remote-readonly, $IRONFORGE_CACHE_REMOTE_READONLY)."),
+)
+
 
 def secret_paths() -> list[str]:
     """Key paths of every secret reference, list items as ``[]`` (customize.users[].password)."""

@@ -3,7 +3,8 @@ stages (tests/engine_fakes.py: real qcow2 files and overlays, no guests) against
 
     python tests/remote_child.py CACHE COUNTER STAGES [--remote URL] [--readonly] [-v]
 
-STAGES is a comma list of: base, layer (fake qcow2 base + overlay), big (a file of
+The remote comes from --remote, else the environment or the machine's configuration file
+($IRONFORGE_CONFIG), as in the CLI. STAGES is a comma list of: base, layer (fake qcow2 base + overlay), big (a file of
 $BIG_MB MiB, so a push takes long enough to be killed mid-way). Prints the steps as JSON.
 """
 
@@ -18,6 +19,7 @@ sys.path[:0] = [str(Path(__file__).resolve().parent.parent), str(Path(__file__).
 
 import engine_fakes as F  # noqa: E402
 
+from builder import user_config  # noqa: E402
 from builder.cache.remote.cache import RemoteCache  # noqa: E402
 from builder.log import setup  # noqa: E402
 from builder.stage import Output, StageDef  # noqa: E402
@@ -42,7 +44,8 @@ def main(argv: list[str]) -> int:
     setup(1 if "-v" in argv else 0, False)
     counter.mkdir(parents=True, exist_ok=True)
     eng = F.engine(cache, counter)
-    eng.remote = RemoteCache.from_options(url, "--readonly" in argv)
+    # as the CLI does: the flag, else $IRONFORGE_CACHE_REMOTE, else the configuration file
+    eng.remote = RemoteCache.from_options(url, "--readonly" in argv, config=user_config.load())
     res = eng.run(F.recipe(x=1, y=2, z=3), [STAGES[n] for n in names])
     print(json.dumps({"steps": [{"name": s.name, "key": s.key, "hit": s.hit, "reason": s.reason}
                                 for s in res.steps],

@@ -37,22 +37,23 @@ class RemoteAddress:
         return f"{'oci+http' if self.scheme == 'http' else 'oci'}://{self.hostport}/{self.repo}"
 
 
-def parse(text: str) -> RemoteAddress:
+def parse(text: str, origin: str = "--cache-remote") -> RemoteAddress:
+    """``origin`` names where the address was written, for the error (a flag, a variable, a file)."""
     m = re.fullmatch(r"(oci|oci\+http|oci\+https)://([^/]+)/(.+)", text.strip())
     if not m:
-        raise UsageError(f"--cache-remote {text!r}: not an OCI registry address", hint=HINT)
+        raise UsageError(f"{origin} {text!r}: not an OCI registry address", hint=HINT)
     scheme = "http" if m.group(1) == "oci+http" else "https"
     netloc, repo = m.group(2), m.group(3).rstrip("/")
     if "@" in netloc:
         # never echo it: what is left of '@' is likely a password
-        raise UsageError("--cache-remote: the address holds credentials (user@ or user:password@); "
+        raise UsageError(f"{origin}: the address holds credentials (user@ or user:password@); "
                          "not shown", hint="put them in ~/.docker/config.json or IRONFORGE_REGISTRY_USER/"
                                            "IRONFORGE_REGISTRY_PASSWORD")
     hm = re.fullmatch(r"(.+?)(?::(\d{1,5}))?", netloc)
     host, port = hm.group(1), hm.group(2)
     if not _HOST.fullmatch(host) or (port is not None and not 0 < int(port) < 65536):
-        raise UsageError(f"--cache-remote {text!r}: bad host or port", hint=HINT)
+        raise UsageError(f"{origin} {text!r}: bad host or port", hint=HINT)
     if not _REPO.fullmatch(repo) or len(repo) > 255:
-        raise UsageError(f"--cache-remote {text!r}: bad repository name {repo!r}",
+        raise UsageError(f"{origin} {text!r}: bad repository name {repo!r}",
                          hint="lower-case letters, digits, '.', '_', '-' and '/' between components")
     return RemoteAddress(scheme, host, int(port) if port else None, repo)

@@ -24,6 +24,7 @@ from builder.cache.remote.credentials import lookup
 from builder.cache.remote.registry import Refused, Registry, Unavailable
 from builder.cache.store import Store
 from builder.errors import RemoteCacheCorrupt, RemoteCacheError
+from builder.user_config import UserConfig
 
 log = logging.getLogger("ironforge.remote")
 
@@ -44,13 +45,22 @@ class RemoteCache:
         self.pushed: list[str] = []
 
     @classmethod
-    def from_options(cls, url: str | None, readonly: bool, env: dict[str, str] | None = None) -> "RemoteCache | None":
+    def from_options(cls, url: str | None, readonly: bool, env: dict[str, str] | None = None,
+                     config: UserConfig | None = None) -> "RemoteCache | None":
+        """The remote cache the flags, else the environment, else the machine's configuration
+        file (builder/user_config.py) name; None when none does."""
         env = dict(os.environ) if env is None else env
-        url = url or env.get(ENV) or None
-        if not url:
+        if url:
+            origin = "--cache-remote"
+        elif env.get(ENV):
+            url, origin = env[ENV], f"${ENV}"
+        elif config is not None and config.get("cache.remote"):
+            url, origin = config.get("cache.remote"), config.origin("cache.remote")
+        else:
             return None
-        readonly = readonly or env.get(READONLY_ENV, "").lower() in ("1", "true", "yes")
-        return cls(parse(url), readonly, env)
+        readonly = (readonly or env.get(READONLY_ENV, "").lower() in ("1", "true", "yes")
+                    or bool(config is not None and config.get("cache.remote_readonly")))
+        return cls(parse(url, origin), readonly, env)
 
     def _registry(self) -> Registry:
         reg = getattr(self._local, "registry", None)

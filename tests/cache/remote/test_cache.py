@@ -92,6 +92,25 @@ def test_readonly_pulls_and_never_pushes(reg, tmp_path):
     assert reg.tags() == [one["steps"][0]["key"]]          # the layer was not pushed
 
 
+def test_remote_from_the_configuration_file_and_the_flag_wins(reg, tmp_path):
+    """A CI runner names its registry once, in its configuration file: machine two has no flag
+    and no variable, pulls everything, and (read-only there) pushes nothing. A flag naming
+    another registry wins over the file."""
+    one, _ = machine(tmp_path, "one", "base", reg.url())
+    cfg = tmp_path / "config.toml"
+    cfg.write_text(f'[cache]\nremote = "{reg.url()}"\nremote_readonly = true\n')
+    env = {"IRONFORGE_CONFIG": str(cfg), "IRONFORGE_CACHE_REMOTE": "", "IRONFORGE_CACHE_REMOTE_READONLY": ""}
+    two, err = machine(tmp_path, "two", "base,layer", None, env=env)
+    assert two["runs"] == ["layer"] and two["steps"][0]["reason"] == "pulled" and warnings(err) == []
+    assert reg.tags() == [one["steps"][0]["key"]]          # read-only from the file: not pushed
+    with socket.socket() as s:                             # nothing listens here once closed
+        s.bind(("127.0.0.1", 0))
+        dead = f"oci+http://127.0.0.1:{s.getsockname()[1]}/ironforge/stages"
+    three, err = machine(tmp_path, "three", "base", dead, env=env)
+    assert three["runs"] == ["base"]                       # the flag's registry, not the file's
+    assert len(warnings(err)) == 1 and "127.0.0.1" in warnings(err)[0], err
+
+
 def test_registry_stopped_build_goes_on_with_one_warning(reg, tmp_path):
     reg.stop()
     t0 = time.monotonic()
