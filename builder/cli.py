@@ -236,7 +236,7 @@ def plan_cmd(app: App, names, all_, no_verify, offline, as_json, matrix):
             stages = pipeline.stages_for(r, verify=not no_verify)
             steps = app.engine(offline=offline).plan(r, stages)
             entry["stages"] = [{"stage": s.stage.name, "version": s.stage.version, "key": s.key,
-                                "hit": s.hit, "reason": s.reason,
+                                "hit": s.hit, "remote": s.remote, "reason": s.reason,
                                 **({"parts": [vars(p).copy() for p in s.parts]} if s.parts else {})}
                                for s in steps]
         except UsageError as exc:  # a stage not implemented yet: still list them all
@@ -267,9 +267,9 @@ def plan_cmd(app: App, names, all_, no_verify, offline, as_json, matrix):
                 click.echo(f"  {k}: {line}")
         for s in entry["stages"]:
             key = (s["key"] or "-")[:12]
-            state = "hit " if s["hit"] else "miss"
+            state = "hit " if s["hit"] else "pull" if s.get("remote") else "miss"
             click.echo(f"  {s['stage']:<10} {key:<12} {state}  {'' if s['hit'] else s['reason']}")
-            for p in [] if s["hit"] else s.get("parts", []):   # which pieces a miss will make
+            for p in [] if s["hit"] or s.get("remote") else s.get("parts", []):   # what a build will make
                 click.echo(f"    {p['name']:<18} {p['key'][:12]:<12} {'hit ' if p['hit'] else 'miss'}  "
                            f"{'' if p['hit'] else p['reason']}")
 

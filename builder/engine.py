@@ -42,6 +42,7 @@ class Step:
     hit: bool
     reason: str
     parts: tuple["PartStep", ...] = ()
+    remote: bool = False            # a local miss the remote cache holds: a run pulls it
 
 
 @dataclass(frozen=True)
@@ -214,8 +215,11 @@ class Engine:
             key = hashlib.sha256(canonical_json(mat).encode()).hexdigest()
             hit = self.store.read_meta(key) is not None
             reason = "cached" if hit else diff_reason(self.store.last_material(recipe.name, stage.name), mat)
+            remote = not hit and self.remote is not None and self.remote.has(key)
+            if remote:
+                reason = f"in the remote cache {self.remote.address}: pulled, not built ({reason})"
             parts = self._plan_parts(recipe, stage, steps[-1] if steps else None, hit)
-            steps.append(Step(stage, key, mat, hit, reason, parts))
+            steps.append(Step(stage, key, mat, hit, reason, parts, remote))
         return steps
 
     def _artifact(self, stage: StageDef, key: str, meta: dict) -> Artifact:

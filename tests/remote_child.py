@@ -1,7 +1,7 @@
 """One "machine" of the remote-cache tests: a process with its own local cache that runs fake
 stages (tests/engine_fakes.py: real qcow2 files and overlays, no guests) against a registry.
 
-    python tests/remote_child.py CACHE COUNTER STAGES [--remote URL] [--readonly] [-v]
+    python tests/remote_child.py CACHE COUNTER STAGES [--remote URL] [--readonly] [--plan] [-v]
 
 The remote comes from --remote, else the environment or the machine's configuration file
 ($IRONFORGE_CONFIG), as in the CLI. STAGES is a comma list of: base, layer (fake qcow2 base + overlay), big (a file of
@@ -46,6 +46,11 @@ def main(argv: list[str]) -> int:
     eng = F.engine(cache, counter)
     # as the CLI does: the flag, else $IRONFORGE_CACHE_REMOTE, else the configuration file
     eng.remote = RemoteCache.from_options(url, "--readonly" in argv, config=user_config.load())
+    if "--plan" in argv:          # what `ironforge plan` says, run nothing
+        steps = eng.plan(F.recipe(x=1, y=2, z=3), [STAGES[n] for n in names])
+        print(json.dumps({"plan": [{"name": s.stage.name, "key": s.key, "hit": s.hit, "remote": s.remote,
+                                    "reason": s.reason} for s in steps], "runs": F.runs(counter)}))
+        return 0
     res = eng.run(F.recipe(x=1, y=2, z=3), [STAGES[n] for n in names])
     print(json.dumps({"steps": [{"name": s.name, "key": s.key, "hit": s.hit, "reason": s.reason}
                                 for s in res.steps],

@@ -100,6 +100,17 @@ class RemoteCache:
         self.pulled.append(key)
         return meta
 
+    def has(self, key: str) -> bool:
+        """Whether the registry holds stage ``key`` (one HEAD; for ``plan``, which pulls nothing).
+        An unusable registry answers False after the one warning, as a build would."""
+        if self.disabled:
+            return False
+        try:
+            return self._registry().manifest_head(key) is not None
+        except (Unavailable, Refused, RemoteCacheCorrupt) as exc:
+            self._trip(exc)
+            return False
+
     def _bad(self, stage: str, key: str, why: str) -> None:
         with self._lock:
             self._replace.add(key)

@@ -111,6 +111,19 @@ def test_remote_from_the_configuration_file_and_the_flag_wins(reg, tmp_path):
     assert len(warnings(err)) == 1 and "127.0.0.1" in warnings(err)[0], err
 
 
+def test_plan_says_which_misses_the_registry_holds_and_pulls_nothing(reg, tmp_path):
+    one, _ = machine(tmp_path, "one", "base", reg.url())
+    plan, err = machine(tmp_path, "two", "base,layer", reg.url(), "--plan")
+    base, layer = plan["plan"]
+    assert (base["key"], base["hit"], base["remote"]) == (one["steps"][0]["key"], False, True)
+    assert base["reason"].startswith(f"in the remote cache {reg.url()}: pulled, not built")
+    assert (layer["hit"], layer["remote"]) == (False, False) and warnings(err) == []
+    assert plan["runs"] == [] and not (tmp_path / "two" / "cache" / "stages" / base["key"]).exists()
+    reg.stop()                          # an unusable registry: the plan still comes, with one warning
+    plan, err = machine(tmp_path, "two", "base,layer", reg.url(), "--plan")
+    assert [s["remote"] for s in plan["plan"]] == [False, False] and len(warnings(err)) == 1
+
+
 def test_registry_stopped_build_goes_on_with_one_warning(reg, tmp_path):
     reg.stop()
     t0 = time.monotonic()
