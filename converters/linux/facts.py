@@ -170,6 +170,7 @@ def collect(g, root: str) -> dict:
         "consoles": {"cmdline": cmdline_consoles(files),
                      "gettys": sorted(p.rsplit("/", 1)[-1] for p in links)},
         "network": {"interfaces": net_decision["ifupdown"], "other_config": net_decision["other_config"],
+                    "bound": net_decision["bound"],
                     "mac_bound_rules": [e.path for e in net_edits if e.path in network.RULES],
                     "netplan": any(p.startswith("/etc/netplan/") for p in files),
                     "networkmanager": any(p.startswith("/etc/NetworkManager/") for p in files),
