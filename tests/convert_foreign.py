@@ -59,6 +59,31 @@ OVA_VCPUS, OVA_MEMORY_MIB = 2, 1536
 VMX_VCPUS, VMX_MEMORY_MIB = 2, 2048
 
 
+# A STAND-IN for Parallels Tools, which are no package: what their installer leaves (its own
+# uninstaller under /usr/lib/parallels-tools, an enabled prltoolsd unit whose daemon cannot run
+# under KVM), with an uninstaller that removes exactly that.
+PRL = "/usr/lib/parallels-tools"
+PRL_UNIT = "/etc/systemd/system/prltoolsd.service"
+PRL_WANTS = "/etc/systemd/system/multi-user.target.wants/prltoolsd.service"
+PRL_UNINSTALL = f"""#!/bin/sh
+# STAND-IN for Parallels Tools' installer: only -r (remove) is implemented
+[ "$1" = "-r" ] || {{ echo "stand-in: only -r" >&2; exit 2; }}
+rm -f {PRL_WANTS} {PRL_UNIT}
+rm -rf {PRL}
+echo "Parallels Tools (STAND-IN) removed"
+"""
+
+
+def _parallels_tools(g) -> None:
+    g.mkdir_p(f"{PRL}/tools")
+    g.write(f"{PRL}/install", PRL_UNINSTALL.encode())
+    g.chmod(0o755, f"{PRL}/install")
+    g.write(f"{PRL}/STAND-IN", b"ironforge test stand-in for Parallels Tools\n")
+    g.write(PRL_UNIT, f"[Unit]\nDescription=Parallels Tools (STAND-IN)\n\n[Service]\nExecStart={PRL}/tools/prltoolsd\n\n"
+            "[Install]\nWantedBy=multi-user.target\n".encode())
+    g.ln_sf(PRL_UNIT, PRL_WANTS)
+
+
 def _layout(g, root: str, hv: str, debs: list[Path]) -> None:
     """What a Debian 12 guest of hypervisor ``hv`` looks like (module docstring)."""
     spec = HYPERVISORS[hv]
@@ -68,6 +93,8 @@ def _layout(g, root: str, hv: str, debs: list[Path]) -> None:
             g.upload(str(deb), f"/var/tmp/{deb.name}")
         if debs:
             g.command(["dpkg", "-i", *(f"/var/tmp/{d.name}" for d in debs)])
+        if hv == "parallels":
+            _parallels_tools(g)
         for deb in debs:
             g.rm(f"/var/tmp/{deb.name}")
         uuid = g.vfs_uuid(root)

@@ -167,6 +167,7 @@ def collect(g, root: str) -> dict:
         "fstab": fstab_entries(files.get("/etc/fstab")),
         "kernels": ks,
         "foreign_tools": tools.foreign(installed),
+        "parallels_tools": g.is_file(tools.PARALLELS_UNINSTALL),     # not a symlink out of the guest
         "consoles": {"cmdline": cmdline_consoles(files),
                      "gettys": sorted(p.rsplit("/", 1)[-1] for p in links)},
         "network": {"interfaces": net_decision["ifupdown"], "other_config": net_decision["other_config"],

@@ -165,7 +165,8 @@ def plan(facts: dict, macs: list[str] | None = None,
         p.initramfs = {"tool": "dracut", "modules": list(modules),
                        "why": "dracut -f for every kernel, with the virtio modules"}
 
-    p.removals = tools.plan(tools.safe_names(facts.get("foreign_tools", [])), fmt)
+    p.removals = tools.plan(tools.safe_names(facts.get("foreign_tools", [])), fmt,
+                            parallels_tools=bool(facts.get("parallels_tools")))
     p.edits = _merge(raw, original)
     bl = facts.get("bootloader")
     if bl in ("grub2", "grub2-efi") and facts.get("has_update_grub"):

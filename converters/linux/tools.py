@@ -1,6 +1,9 @@
 """Foreign hypervisors' guest tools, under their Debian and RHEL names: useless under KVM, and
 some (open-vm-tools' vmtoolsd, hv_kvp_daemon) fail at every boot or hang waiting for their device.
-Removed with the guest's own package manager inside the appliance; absent packages are skipped."""
+Removed with the guest's own package manager inside the appliance; absent packages are skipped.
+
+Parallels Tools are no package: their installer copies them under /usr/lib/parallels-tools and
+keeps its own uninstaller there, which is what removes them (``install -r``, as virt-v2v runs it)."""
 
 from __future__ import annotations
 
@@ -17,6 +20,7 @@ HYPERVISOR = {"open-vm": "VMware", "vmware": "VMware", "VMware": "VMware", "hype
               "virtualbox": "VirtualBox", "xe-guest": "Citrix Xen", "xenstore": "Xen", "kmod-xenpv": "Xen"}
 
 REMOVE_LIMIT = 900
+PARALLELS_UNINSTALL = "/usr/lib/parallels-tools/install"
 
 
 def foreign(installed: list[str]) -> list[str]:
@@ -27,10 +31,12 @@ def hypervisor(pkg: str) -> str:
     return next((h for k, h in HYPERVISOR.items() if pkg.startswith(k)), "foreign")
 
 
-def plan(installed: list[str], package_format: str) -> list[GuestRun]:
+def plan(installed: list[str], package_format: str, parallels_tools: bool = False) -> list[GuestRun]:
+    runs = [GuestRun((PARALLELS_UNINSTALL, "-r"), "Parallels Tools (installed by their own script, not a "
+                     "package), useless under KVM: their uninstaller", REMOVE_LIMIT)] if parallels_tools else []
     pkgs = foreign(installed)
     if not pkgs:
-        return []
+        return runs
     why = "; ".join(f"{p}: {hypervisor(p)} guest tools, useless under KVM" for p in pkgs)
     if package_format == "deb":
         # noninteractive: a debconf prompt would hang in the appliance until the limit
@@ -38,8 +44,8 @@ def plan(installed: list[str], package_format: str) -> list[GuestRun]:
     elif package_format == "rpm":
         argv = ("rpm", "-e", "--allmatches", *pkgs)
     else:
-        return []
-    return [GuestRun(argv, why, REMOVE_LIMIT)]
+        return runs
+    return [*runs, GuestRun(argv, why, REMOVE_LIMIT)]
 
 
 _SAFE = re.compile(r"^[A-Za-z0-9.+_-]+$")

@@ -61,6 +61,13 @@ def test_foreign_tools_removed_with_the_package_manager_and_hostile_names_droppe
     assert tools.plan(["bash"], "deb") == []
 
 
+def test_parallels_tools_are_removed_by_their_own_uninstaller_before_packages():
+    p = fixups.plan(_facts(parallels_tools=True, foreign_tools=["open-vm-tools"]))
+    assert [r.argv[:2] for r in p.removals] == [(tools.PARALLELS_UNINSTALL, "-r"), ("env", "DEBIAN_FRONTEND=noninteractive")]
+    assert "Parallels Tools" in p.removals[0].why and any("install -r" in line for line in p.steps())
+    assert fixups.plan(_facts()).removals == []
+
+
 def test_network_single_interface_is_moved_to_the_virtio_nic_by_mac():
     files = {"/etc/network/interfaces": "auto lo\niface lo inet loopback\nauto eth0\niface eth0 inet static\n"
                                         "  address 10.0.0.5/24\n",

@@ -20,7 +20,7 @@ from pathlib import Path
 import pytest
 from defusedxml import ElementTree as DET
 
-from convert_foreign import FIXTURES, HYPERVISORS, OVA_MEMORY_MIB, OVA_VCPUS, VMX_MAC, VMX_MEMORY_MIB, VMX_VCPUS, foreign
+from convert_foreign import FIXTURES, HYPERVISORS, PRL, OVA_MEMORY_MIB, OVA_VCPUS, VMX_MAC, VMX_MEMORY_MIB, VMX_VCPUS, foreign
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -65,12 +65,16 @@ def test_foreign_guest_converts_and_boots(kind, fixtures, tmp_path):
     assert "GRUB_DISABLE_LINUX_UUID removed" in files["/etc/default/grub"]["why"]
     assert conv["done"]["grub"]["root"] == f"UUID={facts['uuids']['/dev/sda1']}"
 
-    # foreign tools removed by the guest's dpkg (the Parallels guest has none: not a package)
+    # foreign tools removed by the guest's dpkg; the Parallels guest's (STAND-IN) Parallels Tools,
+    # which are no package, by their own uninstaller
     assert facts["foreign_tools"] == sorted(spec["tools"])
     cmds = [c["command"] for c in conv["plan"]["commands"]]
     if spec["tools"]:
         assert len(cmds) == 1 and cmds[0].startswith("env DEBIAN_FRONTEND=noninteractive dpkg --purge ")
         assert sorted(cmds[0].split("--purge ", 1)[1].split()) == sorted(spec["tools"])
+    elif hv == "parallels":
+        assert facts["parallels_tools"] is True and cmds == [f"{PRL}/install -r"]
+        assert "Parallels Tools (STAND-IN) removed" in conv["done"]["removals"][0]["output"]
     else:
         assert cmds == []
     pkgs = man["guest"].get("packages") or (pub / "packages.txt").read_text()
@@ -98,6 +102,9 @@ def test_foreign_guest_converts_and_boots(kind, fixtures, tmp_path):
     cmdlines = [ln for ln in log.splitlines() if re.search(r"ommand line:.*\broot=", ln)]
     assert cmdlines and all("root=UUID=" in ln and "root=/dev/" not in ln for ln in cmdlines), cmdlines
     assert "[vda]" in log and "login:" in log
+    # no unit failed: the foreign tools (prltoolsd's daemon included) are gone, nothing waits for them
+    ready = next(ln for ln in log.splitlines() if ln.startswith("IRONFORGE-READY"))
+    assert "failed=none" in ready, ready
     if not mac:
         # matched by driver, so the verify boot's NIC takes the old name and ifupdown brings it up
         # (a MAC-matched move needs the source MAC, which the verify boot does not give its NIC)
