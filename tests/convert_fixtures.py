@@ -76,3 +76,31 @@ def xen(arch: str) -> Path:
 
     fixture_cache.built_once(d, img, make)
     return img
+
+
+def _nvram_only_layout(g) -> None:
+    """A UEFI guest installed the usual way (grub-install with NVRAM entries): its loader only in
+    its vendor folder, \\EFI\\debian\\grubx64.efi, and no \\EFI\\BOOT fallback. Its NVRAM entry
+    stays with the source hypervisor, so on a new VM nothing finds the loader until the conversion
+    makes the fallback."""
+    with guest_os.opened(g, what="uefi fixture", want_type="linux", trim_after=False):
+        boot, vendor = "/boot/efi/EFI/BOOT", "/boot/efi/EFI/debian"
+        names = {n.upper(): n for n in g.ls(boot)}
+        g.mkdir_p(vendor)
+        g.cp(f"{boot}/{names['BOOTX64.EFI']}", f"{vendor}/grubx64.efi")
+        for n in names.values():
+            if n.upper() != "BOOTX64.EFI":
+                g.cp(f"{boot}/{n}", f"{vendor}/{n}")
+        g.rm_rf(boot)
+
+
+def uefi_nvram_only() -> Path:
+    """ironforge's Debian 12 amd64 UEFI image (GPT, ESP) without the fallback loader (qcow2)."""
+    from linux_bootstrap_support import build, variant
+    base = build(variant("debian-12-amd64", "debian-12-amd64-uefi", firmware="uefi",
+                         disk__partition_table="gpt")).artifacts["drivers"]
+    d = cache_root() / "convert-fixtures" / fixture_cache.key(base.key, __file__)
+    img = d / "uefi-nvram-only-amd64.qcow2"
+    fixture_cache.built_once(d, img, lambda tmp: fixture_cache.edited_copy(base.image, tmp / img.name,
+                                                                          _nvram_only_layout, "uefi fixture"))
+    return img

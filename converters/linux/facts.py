@@ -115,6 +115,29 @@ def bootloader(files: dict[str, str | None], fw: str) -> str:
     return "none"
 
 
+ESP = "/boot/efi"
+FALLBACK = {"x86_64": "BOOTX64.EFI", "i386": "BOOTIA32.EFI", "i686": "BOOTIA32.EFI"}
+
+
+def esp(g, arch: str) -> dict:
+    """The EFI system partition as the guest mounts it: whether the firmware's fallback loader
+    (\\EFI\\BOOT\\BOOT<arch>.EFI) is there, the vendor folders, and whether GRUB's EFI modules
+    are installed to make one. Empty for a guest without /boot/efi."""
+    if not g.is_dir(ESP):
+        return {}
+    efi = f"{ESP}/EFI"
+    vendors = sorted(n for n in (g.ls(efi) if g.is_dir(efi) else []) if n.upper() != "BOOT")[:MAX_DIR_ENTRIES]
+    name = FALLBACK.get(arch)
+    return {"fallback": name, "fallback_present": bool(name) and fallback_present(g, name), "vendors": vendors,
+            "grub_efi_modules": g.is_dir("/usr/lib/grub/x86_64-efi") if arch == "x86_64" else False}
+
+
+def fallback_present(g, name: str) -> bool:
+    """``name`` in \\EFI\\BOOT of the mounted ESP. FAT is case-blind, libguestfs's listing is not."""
+    boot = f"{ESP}/EFI/BOOT"
+    return g.is_dir(boot) and name.upper() in (n.upper() for n in g.ls(boot))
+
+
 def fstab_entries(text: str | None) -> list[dict]:
     out = []
     for line in (text or "").splitlines():
@@ -163,6 +186,7 @@ def collect(g, root: str) -> dict:
         "mountpoints": g.inspect_get_mountpoints(root),
         "uuids": uuids,
         **fw,
+        "esp_files": esp(g, arch) if fw["firmware"] == "uefi" else {},
         "bootloader": bootloader(files, fw["firmware"]),
         "fstab": fstab_entries(files.get("/etc/fstab")),
         "kernels": ks,

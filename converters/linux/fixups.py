@@ -19,6 +19,7 @@ from builder.host.guestfs_session import guest_command
 from builder.linux import bootloader, initramfs
 from builder.linux.rootfs import set_shell_vars
 from converters.linux import console, devices, kernel, network, tools
+from converters.linux import facts as linux_facts
 from converters.linux.edits import FileEdit, GuestRun
 
 log = logging.getLogger("ironforge.convert.linux")
@@ -171,10 +172,22 @@ def plan(facts: dict, macs: list[str] | None = None,
     bl = facts.get("bootloader")
     if bl in ("grub2", "grub2-efi") and facts.get("has_update_grub"):
         install = bl == "grub2" and facts.get("has_grub_pc") and facts.get("firmware") == "bios"
-        p.grub = {"install": bool(install), "regenerate": True,
-                  "why": ("grub-install on the disk holding /boot (a Xen PV guest booted by pygrub has no "
-                          "boot sector of its own); " if install else "")
-                         + "update-grub in the guest, then every kernel line checked for root=UUID="}
+        why = ("grub-install on the disk holding /boot (a Xen PV guest booted by pygrub has no "
+               "boot sector of its own); " if install else "")
+        target = "i386-pc"
+        efi = facts.get("esp_files") or {}
+        if bl == "grub2-efi" and efi and not efi.get("fallback_present"):
+            if efi.get("grub_efi_modules"):
+                install, target = True, "x86_64-efi"
+                why = (f"grub-install --removable: \\EFI\\BOOT\\{efi['fallback']}, the loader a new VM's "
+                       "firmware finds without the source's NVRAM boot entries (which stay behind with "
+                       f"the old hypervisor; the ESP had only {', '.join(efi.get('vendors') or ['nothing'])}); ")
+            else:
+                p.notes.append(f"the ESP has no \\EFI\\BOOT\\{efi.get('fallback') or 'fallback loader'} and the "
+                               "guest has no GRUB EFI modules to make one: the new VM's firmware needs a boot "
+                               "entry for " + ", ".join(efi.get("vendors") or ["its loader"]))
+        p.grub = {"install": bool(install), "target": target, "regenerate": True,
+                  "why": why + "update-grub in the guest, then every kernel line checked for root=UUID="}
     elif bl == "none":
         p.notes.append("no bootloader found (grub.cfg, menu.lst): the guest needs one to boot on KVM")
     else:
@@ -248,9 +261,12 @@ def apply(g, p: Plan, facts: dict, logger: logging.Logger | None = None) -> dict
     root_uuid = facts["uuids"].get(facts["root"])
     if p.grub:
         if p.grub["install"]:
-            disk = bootloader.target_disk(g)
-            logger.info("in guest: grub-install --target=i386-pc %s", disk)
-            guest_command(g, ["grub-install", "--target=i386-pc", "--no-floppy", disk], limit=GRUB_LIMIT)
+            # the builder's own install commands: BIOS on the disk, UEFI removable without NVRAM
+            uefi = p.grub.get("target") == "x86_64-efi"
+            cmd = bootloader.install_commands("uefi" if uefi else "bios",
+                                              "" if uefi else bootloader.target_disk(g))[0]
+            logger.info("in guest: %s", " ".join(cmd))
+            guest_command(g, cmd, limit=GRUB_LIMIT)
         logger.info("in guest: update-grub")
         guest_command(g, ["update-grub"], limit=GRUB_LIMIT)
         cfg_path = "/boot/grub/grub.cfg" if g.is_file("/boot/grub/grub.cfg") else "/boot/grub2/grub.cfg"
@@ -264,5 +280,12 @@ def apply(g, p: Plan, facts: dict, logger: logging.Logger | None = None) -> dict
                              + "\n  ".join(problems[:10]),
                              hint="check GRUB_DISABLE_LINUX_UUID and GRUB_CMDLINE_LINUX in the guest's "
                                   "/etc/default/grub and /etc/default/grub.d/")
-        done["grub"] = {"config": cfg_path, "installed": p.grub["install"], "root": f"UUID={root_uuid}"}
+        done["grub"] = {"config": cfg_path, "installed": p.grub["install"], "root": f"UUID={root_uuid}",
+                        **({"target": p.grub["target"]} if p.grub["install"] else {})}
+        efi = facts.get("esp_files") or {}
+        if p.grub.get("target") == "x86_64-efi":
+            done["grub"]["fallback_present"] = linux_facts.fallback_present(g, efi["fallback"])
+            if not done["grub"]["fallback_present"]:
+                raise BuildError(f"grub-install --removable left no \\EFI\\BOOT\\{efi['fallback']} on the ESP",
+                                 hint="check that the guest's /boot/efi is its EFI system partition")
     return done

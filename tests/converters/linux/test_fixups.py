@@ -159,3 +159,19 @@ def test_bls_entries_and_grub_dropins_are_command_lines_too():
     by = {e.path: e for e in fixups.plan(_facts(files=files, bootloader="none")).edits}
     assert by["/boot/loader/entries/abc-5.14.conf"].new == "options root=UUID=1111-root console=ttyS0,115200 ro\n"
     assert "console=ttyS0,115200" in by["/etc/default/grub.d/50-cloud.cfg"].new
+
+
+def test_uefi_guest_without_the_fallback_loader_gets_a_removable_grub():
+    """Its NVRAM boot entries stay with the old hypervisor: the new VM's firmware finds only
+    \\EFI\\BOOT\\BOOTX64.EFI, so one is made when the ESP lacks it, never when it has one."""
+    esp = {"fallback": "BOOTX64.EFI", "fallback_present": False, "vendors": ["debian"], "grub_efi_modules": True}
+    p = fixups.plan(_facts(bootloader="grub2-efi", firmware="uefi", esp_files=esp))
+    assert p.grub["install"] is True and p.grub["target"] == "x86_64-efi"
+    assert "BOOTX64.EFI" in p.grub["why"] and "debian" in p.grub["why"]
+    p = fixups.plan(_facts(bootloader="grub2-efi", firmware="uefi", esp_files=dict(esp, fallback_present=True)))
+    assert p.grub["install"] is False and p.notes == []
+    p = fixups.plan(_facts(bootloader="grub2-efi", firmware="uefi", esp_files=dict(esp, grub_efi_modules=False)))
+    assert p.grub["install"] is False and any("needs a boot entry for debian" in n for n in p.notes)
+    # BIOS guests keep the disk install (i386-pc)
+    p = fixups.plan(_facts())
+    assert p.grub["install"] is True and p.grub["target"] == "i386-pc"

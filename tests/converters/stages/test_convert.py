@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from convert_fixtures import STANDIN_MARKER, STANDIN_TOOLS, XEN_MAC, xen, xen_amd64
+from convert_fixtures import STANDIN_MARKER, STANDIN_TOOLS, XEN_MAC, uefi_nvram_only, xen, xen_amd64
 from linux_bootstrap_support import host_lsinitramfs
 
 from builder.host.accel import choose
@@ -221,3 +221,27 @@ def test_converted_xen_i386_guest_boots(tmp_path):
     r = cli("verify", "--json", "--evidence-dir", tmp_path / "ev", res["image"], cache=cache, out=out, timeout=3600)
     assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-3000:])
     serial_log_shows_the_fixes((tmp_path / "ev" / "xen12-i386" / "serial.log").read_text(errors="replace"))
+
+
+@pytest.mark.slow
+@pytest.mark.boot
+def test_uefi_guest_without_a_fallback_loader_converts_and_boots_under_ovmf(tmp_path):
+    """The UEFI guest whose loader is only in \\EFI\\debian (its NVRAM entry stays behind): the
+    conversion finds no \\EFI\\BOOT\\BOOTX64.EFI, makes it with grub-install --removable, and
+    the verify boot under OVMF with an empty NVRAM (so only the fallback path can work) reaches
+    the marker."""
+    src = uefi_nvram_only()
+    cache, out = tmp_path / "cache", tmp_path / "output"
+    r = cli("convert", "--json", "--name", "uefi12", src, cache=cache, out=out)
+    assert r.returncode == 0, (r.stdout[-3000:], r.stderr[-4000:])
+    res = json.loads(r.stdout)
+    man = json.loads((Path(res["output"]) / "manifest.json").read_text())
+    facts, conv = man["inputs"]["inspect"]["facts"], man["conversion"]
+    assert facts["firmware"] == "uefi" and facts["esp_files"]["fallback_present"] is False
+    assert facts["esp_files"]["vendors"] == ["debian"]
+    assert conv["plan"]["grub"]["target"] == "x86_64-efi" and "BOOTX64.EFI" in conv["plan"]["grub"]["why"]
+    assert conv["done"]["grub"]["fallback_present"] is True
+    assert man["recipe"]["firmware"] == "uefi"
+    assert man["verification"].get("passed") or man["verification"].get("status") == "passed", man["verification"]
+    log = (Path(res["output"]) / "verify-serial.log").read_text(errors="replace")
+    assert "root=UUID=" in log and "login:" in log
