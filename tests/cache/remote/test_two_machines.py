@@ -8,6 +8,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -47,6 +48,9 @@ def two_machines(tmp_path_factory):
                         out=tmp / "out2")
         assert two.returncode == 0, two.stderr[-6000:]
         yield tmp, json.loads(one.stdout)[0], json.loads(two.stdout)[0], two.stderr, server.tags()
+    # two published images, a second cache and the registry's blobs: gigabytes a cold run
+    # would otherwise keep on its disk until the session ends
+    shutil.rmtree(tmp, ignore_errors=True)
 
 
 @pytest.mark.network

@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -42,8 +43,9 @@ def converted(tmp_path_factory):
     assert r.returncode == 0, r.stderr[-4000:]
     res = json.loads(r.stdout)
     manifest = json.loads((Path(res["output"]) / "manifest.json").read_text())
-    return {"res": res, "manifest": manifest, "image": Path(res["image"]), "cache": cache, "out": out,
-            "src": src, "stderr": r.stderr}
+    yield {"res": res, "manifest": manifest, "image": Path(res["image"]), "cache": cache, "out": out,
+           "src": src, "stderr": r.stderr}
+    shutil.rmtree(d, ignore_errors=True)    # a cold run's disk: see tests/cache/remote/test_two_machines.py
 
 
 @pytest.fixture(scope="module")

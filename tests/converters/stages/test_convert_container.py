@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import os
 import re
+import shutil
 import subprocess
 import sys
 import tarfile
@@ -84,7 +85,8 @@ def i386(tmp_path_factory):
     c = convert(src, tmp_path_factory.mktemp("container-i386"), "--name", "ct12-i386")
     c["src"] = src
     c["readback"] = readback(c["image"])
-    return c
+    yield c
+    shutil.rmtree(c["cache"].parent, ignore_errors=True)    # a cold run's disk: see test_two_machines
 
 
 def test_fixture_is_a_container_without_kernel_or_bootloader(i386):
