@@ -121,7 +121,8 @@ def _guest(g, lay, ids, firmware: str, got: packages.Fetched, log, timings: dict
     if esp is not None:
         g.mkdir_p("/boot/efi")
         g.mount(esp.device, "/boot/efi")
-    done = kernel.install(g, got, settings.VIRTIO_MODULES, log)
+    # ext4: the root filesystem this module makes (its softdeps, crc32c, come with it)
+    done = kernel.install(g, got, settings.VIRTIO_MODULES, log, first_build=("ext4",))
     timings["install_s"] = round(time.monotonic() - t0, 2)
 
     # networkd's own enablement (its socket and wait-online too), by the guest's systemctl

@@ -34,11 +34,21 @@ def package_for(facts: dict) -> str | None:
     return rel.kernel(arch)
 
 
+# A first initramfs for a guest that has never booted: MODULES=list, the listed modules and
+# their dependencies only. MODULES=most copies every storage and filesystem driver the kernel has,
+# which under TCG costs minutes for hardware this VM will never have; the virtio set plus the
+# root filesystem is what its first boot needs. The setting is removed again after this launch,
+# so the guest's own later initramfs builds (a kernel upgrade) are its release's default.
+FIRST_BUILD_CONF = "/etc/initramfs-tools/conf.d/90-ironforge-first-build"
+FIRST_BUILD_MODULES = "/usr/share/initramfs-tools/modules.d/90-ironforge-first-build.conf"
+
+
 def install(g, got: packages.Fetched, modules=settings.VIRTIO_MODULES,
-            log: logging.Logger | None = None) -> dict:
+            log: logging.Logger | None = None, first_build: tuple[str, ...] | None = None) -> dict:
     """In a mounted, writable guest: the fetched .debs by the guest's dpkg in apt's order, the
     virtio modules configured, then ``update-initramfs -c`` once for every kernel left without an
-    initramfs. Returns what was done, for the report."""
+    initramfs. ``first_build`` (the root filesystem's modules) makes those images MODULES=list:
+    see FIRST_BUILD_CONF. Returns what was done, for the report."""
     log = log or logging.getLogger("ironforge.convert.kernel")
     done: dict = {"packages": got.to_dict()}
     if got.debs:
@@ -55,14 +65,24 @@ def install(g, got: packages.Fetched, modules=settings.VIRTIO_MODULES,
     if added:
         g.write(initramfs.MODULES_FILE, new.encode())
     done["initramfs_modules_added"] = added
-    built = []
-    for v in sorted(n[len("vmlinuz-"):] for n in g.ls("/boot") if n.startswith("vmlinuz-")):
-        if g.is_dir(f"/lib/modules/{v}") and not g.is_file(f"/boot/initrd.img-{v}"):
+    todo = [v for v in sorted(n[len("vmlinuz-"):] for n in g.ls("/boot") if n.startswith("vmlinuz-"))
+            if g.is_dir(f"/lib/modules/{v}") and not g.is_file(f"/boot/initrd.img-{v}")]
+    if first_build is not None and todo:
+        for path, body in ((FIRST_BUILD_CONF, "MODULES=list\n"),
+                           (FIRST_BUILD_MODULES, "".join(f"{m}\n" for m in first_build))):
+            g.mkdir_p(path.rsplit("/", 1)[0])
+            g.write(path, f"# ironforge convert: this launch only (converters/linux/kernel.py)\n{body}".encode())
+        done["first_initramfs"] = {"modules": "list", "extra": list(first_build)}
+    try:
+        for v in todo:
             log.info("in guest: update-initramfs -c -k %s", v)
             guest_sh(g, f"update-initramfs -c -k {v} 2>&1", limit=initramfs.UPDATE_LIMIT,
                      what=f"update-initramfs -c -k {v} in the guest")
-            built.append(v)
-    done["initramfs_built"] = built
+    finally:
+        if "first_initramfs" in done:
+            g.rm_f(FIRST_BUILD_CONF)
+            g.rm_f(FIRST_BUILD_MODULES)
+    done["initramfs_built"] = todo
     return done
 
 

@@ -28,6 +28,7 @@ from linux_bootstrap_support import host_lsinitramfs
 
 from builder.host.accel import choose
 from builder.host.guestfs_session import Drive, session
+from converters.linux import kernel
 
 REPO = Path(__file__).resolve().parents[3]
 # dpkg and update-initramfs under TCG: ~10 min on a quiet 2-core host, far more on a loaded one
@@ -66,6 +67,7 @@ def readback(image: Path) -> dict:
             f[p] = g.cat(p) if g.is_file(p) else None
         f["networkd_enabled"] = g.is_symlink("/etc/systemd/system/multi-user.target.wants/systemd-networkd.service")
         f["debs_left"] = g.exists("/var/cache/ironforge-debs")
+        f["first_build_left"] = [p for p in (kernel.FIRST_BUILD_CONF, kernel.FIRST_BUILD_MODULES) if g.exists(p)]
         f["boot"] = sorted(g.ls("/boot"))
         f["grub_core"] = g.is_file("/boot/grub/i386-pc/core.img")
         f["initramfs"] = {n[len("initrd.img-"):]: host_lsinitramfs(g.read_file(f"/boot/{n}"))
@@ -123,6 +125,13 @@ def test_kernel_initramfs_and_grub_installed_by_the_guests_dpkg(i386):
     assert any(p.startswith("linux-image-686-pae ") for p in conv["packages"]["installed"])
     # built once, after the virtio modules were configured (the kernel's own hook was skipped)
     assert conv["done"]["initramfs_built"] == kernels
+    # ... as MODULES=list: virtio and the root filesystem, not every disk driver the kernel has;
+    # the setting was for that build only, so the guest's next update-initramfs is its default
+    assert conv["done"]["first_initramfs"] == {"modules": "list", "extra": ["ext4"]}
+    listing = f["initramfs"][kernels[0]]
+    assert any(re.search(r"/ext4\.ko(\.xz|\.zst)?$", p) for p in listing)
+    assert not [p for p in listing if re.search(r"/(ahci|nvme|mptspi|hv_storvsc)\.ko", p)]
+    assert f["first_build_left"] == []
 
 
 def test_identity_reset_and_dhcp_networking(i386):
