@@ -107,6 +107,7 @@ from pathlib import Path  # noqa: E402
 import pytest  # noqa: E402
 
 from builder import pipeline  # noqa: E402
+from builder.cache.codekey import CodeDigests  # noqa: E402
 from builder.cache.store import Store  # noqa: E402
 from builder.engine import Engine  # noqa: E402
 from builder.errors import FetchError, IronforgeError  # noqa: E402
@@ -224,6 +225,13 @@ def recipe_dir(tmp_path_factory):
     return d
 
 
+@pytest.fixture(scope="module")
+def code():
+    """One memo of the code digests for every plan here: the files do not change during the
+    run, and re-reading the import closure for each of thousands of plans was most of their time."""
+    return CodeDigests()
+
+
 def _ok(exc: IronforgeError) -> None:
     assert exc.exit_code in (2, 3), f"{type(exc).__name__} (exit {exc.exit_code}): {exc.message}"
 
@@ -262,21 +270,21 @@ def _stage_inputs(recipe: Recipe, names: list[str]) -> None:
         attempt(lambda: verify.target_for(recipe, Path("/nonexistent/x.qcow2"), {}))
 
 
-def test_validates_implies_plans_cleanly(recipe_dir):
+def test_validates_implies_plans_cleanly(recipe_dir, code):
     planned = set()
 
     @hsettings(max_examples=300, deadline=None, database=None,
                suppress_health_check=[HealthCheck.too_slow])
     @given(RECIPES_FROM_TABLE)
     def check(doc):
-        if _plans_cleanly(recipe_dir, doc):
+        if _plans_cleanly(recipe_dir, doc, code):
             planned.add((doc.get("build") or {}).get("method") or "bootstrap")
     check()
     # the generator is not vacuous: valid recipes of both build methods came out of it
     assert planned == {"bootstrap", "installer"}
 
 
-def _plans_cleanly(recipe_dir: Path, doc: dict) -> bool:
+def _plans_cleanly(recipe_dir: Path, doc: dict, code: CodeDigests) -> bool:
     """False when ``doc`` does not validate; else plans it, failing on any internal error."""
     values, problems = R.validate(doc, file="prop.toml")
     if problems:
@@ -288,7 +296,7 @@ def _plans_cleanly(recipe_dir: Path, doc: dict) -> bool:
     except IronforgeError as exc:
         _ok(exc)
         return False
-    engine = Engine(store=Store(recipe_dir / "cache"), accel=Accel("tcg", "test"), offline=True)
+    engine = Engine(store=Store(recipe_dir / "cache"), accel=Accel("tcg", "test"), offline=True, code=code)
     for stage in stages:
         try:
             canonical_json(engine.material(recipe, stage, None))
@@ -327,12 +335,12 @@ def _anything(t: S.Type):
 @hsettings(max_examples=10, deadline=None, suppress_health_check=[HealthCheck.too_slow,
                                                                   HealthCheck.function_scoped_fixture])
 @given(data=st.data())
-def test_one_value_anywhere_plans_cleanly(recipe_dir, key, data):
+def test_one_value_anywhere_plans_cleanly(recipe_dir, code, key, data):
     """Every row of the table, each given hostile values in an otherwise valid recipe of each
     build method."""
     value = data.draw(_anything(S.BY_KEY[key].type), label="value")
     doc = _base(data.draw(st.sampled_from(["bootstrap", "installer"]), label="method"))
-    _plans_cleanly(recipe_dir, _with(doc, key, value))
+    _plans_cleanly(recipe_dir, _with(doc, key, value), code)
 
 
 def _with(doc: dict, key: str, value) -> dict:
@@ -348,10 +356,10 @@ def _with(doc: dict, key: str, value) -> dict:
 
 
 @pytest.mark.parametrize("key", ROW_KEYS)
-def test_every_hostile_value_anywhere_plans_cleanly(recipe_dir, key):
+def test_every_hostile_value_anywhere_plans_cleanly(recipe_dir, code, key):
     """The same, deterministically: every hostile string, alone, in a list and as a secret file,
     at every row (random draws reach a given row and value only by chance)."""
     for method in ("bootstrap", "installer"):
         for h in HOSTILE_STRINGS:
             for value in (h, [h], {"file": h}):
-                _plans_cleanly(recipe_dir, _with(_base(method), key, value))
+                _plans_cleanly(recipe_dir, _with(_base(method), key, value), code)
