@@ -16,6 +16,7 @@ import asyncio
 import contextlib
 import logging
 import os
+import re
 import shutil
 import subprocess
 import tempfile
@@ -36,6 +37,8 @@ log = logging.getLogger("ironforge.runner")
 
 BUSES = ("virtio", "scsi", "sata", "ide")
 NICS = ("virtio", "e1000")
+# a unicast MAC (the first octet's low bit clear): QEMU refuses a multicast one late, at start
+_MAC = re.compile(r"[0-9a-fA-F][02468aceACE](?::[0-9a-fA-F]{2}){5}")
 FIRMWARES = ("bios", "uefi")
 
 # OVMF from Debian's ``ovmf`` package: (code, vars) pairs, best first.
@@ -77,6 +80,7 @@ class MachineSpec:
     firmware: str = "bios"         # "bios" | "uefi" (OVMF, 64-bit only)
     disks: tuple[Disk, ...] = ()
     nic: str | None = "virtio"     # "virtio" | "e1000" | None; user-mode networking
+    mac: str | None = None         # the NIC's MAC; None: QEMU's default (52:54:00:12:34:56)
     kernel: Path | None = None
     initrd: Path | None = None
     append: str | None = None
@@ -155,6 +159,8 @@ def _validate(spec: MachineSpec) -> str:
                          hint='use firmware = "bios" for i686 images')
     if spec.nic is not None and spec.nic not in NICS:
         raise UsageError(f"nic: expected one of {', '.join(NICS)} or none, got {spec.nic!r}")
+    if spec.mac is not None and not _MAC.fullmatch(spec.mac):
+        raise UsageError(f"mac: expected six colon-separated hex pairs (a unicast address), got {spec.mac!r}")
     for d in spec.disks:
         if d.bus not in BUSES:
             raise UsageError(f"disk {d.path}: bus must be one of {', '.join(BUSES)}, got {d.bus!r}")
@@ -301,7 +307,7 @@ def build_command(spec: MachineSpec, qmp_socket: Path | None, *, binary: str | N
         pass  # -nodefaults: no NIC at all
     else:
         model = {"virtio": "virtio-net-pci", "e1000": "e1000"}[spec.nic]
-        cmd += ["-netdev", "user,id=net0", "-device", f"{model},netdev=net0"]
+        cmd += ["-netdev", "user,id=net0", "-device", f"{model},netdev=net0" + (f",mac={spec.mac}" if spec.mac else "")]
     if spec.tpm:
         cmd += ["-chardev", f"socket,id=chrtpm,path={_esc(str(tpm_socket))}",
                 "-tpmdev", "emulator,id=tpm0,chardev=chrtpm",

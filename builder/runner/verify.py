@@ -59,6 +59,7 @@ class VerifyTarget:
     disk_bus: str = "virtio-blk"      # the bus the image's drivers are for: virtio-blk | virtio-scsi
     build: str | None = None          # expected CurrentBuildNumber; None: what the disk's hive says
     via: str = "qemu"                 # "libvirt": boot our domain XML through a real libvirt (runner.libvirt_boot)
+    mac: str | None = None            # the NIC's MAC: the one the exported machine description gives
     # Provenance for reports, when the caller knows it (a build's export stage, a manifest):
     image_sha256: str | None = None   # None: hashed here
     cache_keys: dict[str, str] = field(default_factory=dict)   # stage -> cache key
@@ -203,6 +204,7 @@ def verify_image(target: VerifyTarget, out_dir: Path, *, accel: Accel | None = N
         else:
             spec = MachineSpec(arch=expected_arch, accel=accel, memory_mb=target.memory_mb, cpus=target.cpus,
                                firmware=firmware, disks=(Disk(overlay, "qcow2", "virtio"),), nic="virtio",
+                               mac=target.mac,
                                kernel=target.kernel, initrd=target.initrd, append=target.append,
                                serial_log=serial, fw_cfg={"nonce": nonce},
                                smbios_oem_strings=(f"ironforge.nonce={nonce}",),

@@ -56,8 +56,12 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     export = inputs["export"]
     image = export.image
     # the export key commits to every stage before it: the one key that reproduces this image
+    # the NIC the exported description gives (a converted guest keeps its source MAC, which a
+    # MAC-matched network configuration needs): the boot proves the machine that is shipped
+    macs = (export.data.get("machine") or {}).get("macs") or ()
     target = dataclasses.replace(target_for(ctx.recipe, image, ctx.options), cache_keys={"export": export.key},
-                                 image_sha256=(export.data.get("qcow2") or {}).get("sha256"))
+                                 image_sha256=(export.data.get("qcow2") or {}).get("sha256"),
+                                 mac=macs[0] if macs and macs[0] else None)
     ctx.log.info("verify: checks %s, timeout %.0f s, stall %.0f s", ",".join(target.checks) or "none",
                  target.timeout, target.stall)
     result = verify_image(target, ctx.workdir, accel=ctx.accel)

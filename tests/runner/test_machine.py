@@ -97,10 +97,17 @@ def test_arch_aliases_and_unknown_arch():
 
 @pytest.mark.parametrize("bad", [dict(nic="rtl8139"), dict(firmware="coreboot"),
                                  dict(disks=(Disk(Path("x"), bus="nvme"),)), dict(append="quiet"),
-                                 dict(fw_cfg={"a/b": "x"})])
+                                 dict(fw_cfg={"a/b": "x"}), dict(mac="01:00:5e:00:00:01"),
+                                 dict(mac="52:54:00:12:34"), dict(mac="52:54:00:12:34:56,id=x")])
 def test_rejects_unknown_facts(bad):
     with pytest.raises(UsageError):
         build_command(_spec(**bad), None)
+
+
+def test_nic_mac_given_or_qemus_default():
+    devices = _pairs(build_command(_spec(mac="00:50:56:9a:3c:51"), None), "-device")
+    assert "virtio-net-pci,netdev=net0,mac=00:50:56:9a:3c:51" in devices
+    assert "virtio-net-pci,netdev=net0" in _pairs(build_command(_spec(), None), "-device")
 
 
 def test_kernel_fwcfg_smbios_serials_and_escaping():

@@ -45,9 +45,9 @@ def _ctx(tmp_path: Path, recipe, **options) -> StageContext:
                         log=logging.getLogger("ironforge.stage.verify"), options=options)
 
 
-def _export(image: Path) -> dict[str, Artifact]:
+def _export(image: Path, **data) -> dict[str, Artifact]:
     art = Artifact(stage="export", key="k", dir=image.parent, files={"image": image.name, "qcow2": image.name},
-                   data={})
+                   data=data)
     return {"export": art, "previous": art}
 
 
@@ -65,8 +65,13 @@ def test_stage_declaration():
 def test_stage_passes_and_leaves_the_image_untouched(bootable, tmp_path):
     before = sha256(bootable.bootable_disk)
     ctx = _ctx(tmp_path, _recipe())
-    out = STAGE.run(ctx, _export(bootable.bootable_disk))
+    # the export describes a machine whose NIC kept its source MAC (a converted guest): the boot
+    # gives the NIC that MAC, so a MAC-matched network configuration is what gets proven
+    mac = "00:50:56:9a:3c:51"
+    out = STAGE.run(ctx, _export(bootable.bootable_disk, machine={"macs": [mac]}))
     assert out.files == {"serial": "serial.log", "junit": "junit.xml"}
+    props = {p.get("name"): p.get("value") for p in ET.parse(ctx.workdir / "junit.xml").getroot().iter("property")}
+    assert f"virtio-net-pci,netdev=net0,mac={mac}" in props["qemu_command"]
     assert out.data["status"] == "passed" and out.data["arch"] == "x86_64" and out.data["firmware"] == "bios"
     assert [c["name"] for c in out.data["checks"]] == ["arch", "virtio-root", "virtio-drivers"]
     assert out.data["marker"]["root"] == "/dev/vda2"

@@ -105,11 +105,12 @@ def test_foreign_guest_converts_and_boots(kind, fixtures, tmp_path):
     # no unit failed: the foreign tools (prltoolsd's daemon included) are gone, nothing waits for them
     ready = next(ln for ln in log.splitlines() if ln.startswith("IRONFORGE-READY"))
     assert "failed=none" in ready, ready
-    if not mac:
-        # matched by driver, so the verify boot's NIC takes the old name and ifupdown brings it up
-        # (a MAC-matched move needs the source MAC, which the verify boot does not give its NIC)
-        # in the initramfs already (it was rebuilt with the .link file): no ens4 first
-        renames = re.findall(r"virtio_net \S+ (\S+): renamed from", log)
-        assert renames[:1] == [spec["ifname"]] or (spec["ifname"] == "eth0" and not renames), (kind, renames)
-        assert f"ifup for {spec['ifname']}" in log or f"ifup@{spec['ifname']}" in log
-        assert (conv["done"]["initramfs"].get("rebuilt_for_link") or conv["done"]["initramfs"]["rebuilt"])
+    # the virtio NIC takes the old name, matched by the source MAC (the verify boot gives its NIC
+    # the MAC the exported description keeps) or by driver, in the initramfs already (rebuilt with
+    # the .link file): no ens4 first; and the guest's ifupdown brings it up
+    renames = re.findall(r"virtio_net \S+ (\S+): renamed from", log)
+    assert renames[:1] == [spec["ifname"]] or (spec["ifname"] == "eth0" and not renames), (kind, renames)
+    assert f"ifup for {spec['ifname']}" in log or f"ifup@{spec['ifname']}" in log
+    assert (conv["done"]["initramfs"].get("rebuilt_for_link") or conv["done"]["initramfs"]["rebuilt"])
+    nic = next(a for a in man["verification"]["qemu_command"] if a.startswith("virtio-net-pci,"))
+    assert nic == "virtio-net-pci,netdev=net0" + (f",mac={mac}" if mac else ""), nic
