@@ -129,13 +129,13 @@ def esp(g, arch: str) -> dict:
     vendors = sorted(n for n in (g.ls(efi) if g.is_dir(efi) else []) if n.upper() != "BOOT")[:MAX_DIR_ENTRIES]
     name = FALLBACK.get(arch)
     return {"fallback": name, "fallback_present": bool(name) and fallback_present(g, name), "vendors": vendors,
-            "grub_efi_modules": g.is_dir("/usr/lib/grub/x86_64-efi") if arch == "x86_64" else False}
+            "grub_efi_modules": bool(g.is_dir("/usr/lib/grub/x86_64-efi")) if arch == "x86_64" else False}
 
 
 def fallback_present(g, name: str) -> bool:
     """``name`` in \\EFI\\BOOT of the mounted ESP. FAT is case-blind, libguestfs's listing is not."""
     boot = f"{ESP}/EFI/BOOT"
-    return g.is_dir(boot) and name.upper() in (n.upper() for n in g.ls(boot))
+    return bool(g.is_dir(boot)) and name.upper() in (n.upper() for n in g.ls(boot))
 
 
 def fstab_entries(text: str | None) -> list[dict]:
@@ -191,7 +191,7 @@ def collect(g, root: str) -> dict:
         "fstab": fstab_entries(files.get("/etc/fstab")),
         "kernels": ks,
         "foreign_tools": tools.foreign(installed),
-        "parallels_tools": g.is_file(tools.PARALLELS_UNINSTALL),     # not a symlink out of the guest
+        "parallels_tools": bool(g.is_file(tools.PARALLELS_UNINSTALL)),     # not a symlink out of the guest
         "consoles": {"cmdline": cmdline_consoles(files),
                      "gettys": sorted(p.rsplit("/", 1)[-1] for p in links)},
         "network": {"interfaces": net_decision["ifupdown"], "other_config": net_decision["other_config"],
