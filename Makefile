@@ -12,7 +12,7 @@ DEB_PACKAGES := qemu-system-x86 qemu-utils libguestfs-tools python3-guestfs pyth
                 python3-venv python3-pip wimtools python3-defusedxml swtpm swtpm-tools \
                 libvirt-clients libxml2-utils vagrant vagrant-libvirt \
                 libvirt-daemon libvirt-daemon-driver-qemu libguestfs-xfs syslinux-common \
-                chromium fonts-liberation shellcheck systemd
+                chromium fonts-liberation shellcheck systemd golang-docker-credential-helpers pass
 
 RECIPE ?= debian-12-amd64
 PYTEST_ARGS ?=

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import re
 import shutil
 import signal
 import socket
@@ -128,3 +129,19 @@ def registry(tmp: Path, *, user: str | None = None, password: str | None = None)
         yield server
     finally:
         server.stop()
+
+
+def pass_store(tmp: Path) -> dict[str, str]:
+    """The environment of a real `pass` store (for docker-credential-pass) encrypted to a
+    throw-away GnuPG key made here; store credentials with ``docker-credential-pass store``."""
+    env = dict(os.environ, GNUPGHOME=str(tmp / "gnupg"), PASSWORD_STORE_DIR=str(tmp / "store"))
+    (tmp / "gnupg").mkdir(mode=0o700, parents=True)
+
+    def run(*argv: str) -> str:
+        return subprocess.run(argv, env=env, check=True, capture_output=True, text=True, timeout=120).stdout
+
+    run("gpg", "--batch", "--passphrase", "", "--quick-gen-key", "ironforge test <pass@test>", "default",
+        "default", "never")
+    fpr = re.search(r"^fpr:+([0-9A-F]{40}):", run("gpg", "--with-colons", "--list-keys"), re.M).group(1)
+    run("pass", "init", fpr)
+    return env

@@ -19,7 +19,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from registry_support import registry
+from registry_support import pass_store, registry
 
 ROOT = Path(__file__).resolve().parents[3]
 CHILD = ROOT / "tests" / "remote_child.py"
@@ -229,7 +229,16 @@ def test_credentials_from_docker_config_work_and_are_never_logged(tmp_path):
         four, err4 = machine(tmp_path, "four", "base", server.url(), "-v",
                              env={"IRONFORGE_REGISTRY_USER": user, "IRONFORGE_REGISTRY_PASSWORD": "wrong-" + password})
         assert four["runs"] == ["base"] and len(warnings(err4)) == 1
-        logs = err1 + err2 + err3 + err4
+        # the same credentials from a credential helper: the real docker-credential-pass
+        store = pass_store(tmp_path / "pass")
+        subprocess.run(["docker-credential-pass", "store"], env=store, check=True, capture_output=True, timeout=60,
+                       input=json.dumps({"ServerURL": server.hostport, "Username": user, "Secret": password}).encode())
+        (tmp_path / "docker5").mkdir()
+        (tmp_path / "docker5" / "config.json").write_text(json.dumps({"credsStore": "pass"}))
+        five, err5 = machine(tmp_path, "five", "base,layer", server.url(), "-v",
+                             env={**store, "DOCKER_CONFIG": str(tmp_path / "docker5")})
+        assert five["runs"] == [] and warnings(err5) == []
+        logs = err1 + err2 + err3 + err4 + err5
         assert "remote cache" in logs or "pushed" in logs       # -v did log the remote's work
         for secret in (password, token, base64.b64encode(f"{user}:wrong-{password}".encode()).decode()):
             assert secret not in logs
