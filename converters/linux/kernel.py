@@ -46,8 +46,8 @@ FIRST_BUILD_MODULES = "/usr/share/initramfs-tools/modules.d/90-ironforge-first-b
 def install(g, got: packages.Fetched, modules=settings.VIRTIO_MODULES,
             log: logging.Logger | None = None, first_build: tuple[str, ...] | None = None) -> dict:
     """In a mounted, writable guest: the fetched .debs by the guest's dpkg in apt's order, the
-    virtio modules configured, then ``update-initramfs -c`` once for every kernel left without an
-    initramfs. ``first_build`` (the root filesystem's modules) makes those images MODULES=list:
+    virtio modules configured, then ``update-initramfs -c`` once for every kernel the install
+    brought that has none yet. ``first_build`` (the root filesystem's modules) makes those images MODULES=list:
     see FIRST_BUILD_CONF. Returns what was done, for the report."""
     log = log or logging.getLogger("ironforge.convert.kernel")
     done: dict = {"packages": got.to_dict()}
@@ -65,8 +65,11 @@ def install(g, got: packages.Fetched, modules=settings.VIRTIO_MODULES,
     if added:
         g.write(initramfs.MODULES_FILE, new.encode())
     done["initramfs_modules_added"] = added
+    # only the kernels this install brought: a kernel the guest already had without an initramfs
+    # (a Xen PV kernel with its front-ends built in) boots without one, and is not ours to change
+    brought = set(new_kernel_versions(got))
     todo = [v for v in sorted(n[len("vmlinuz-"):] for n in g.ls("/boot") if n.startswith("vmlinuz-"))
-            if g.is_dir(f"/lib/modules/{v}") and not g.is_file(f"/boot/initrd.img-{v}")]
+            if v in brought and g.is_dir(f"/lib/modules/{v}") and not g.is_file(f"/boot/initrd.img-{v}")]
     if first_build is not None and todo:
         for path, body in ((FIRST_BUILD_CONF, "MODULES=list\n"),
                            (FIRST_BUILD_MODULES, "".join(f"{m}\n" for m in first_build))):
