@@ -85,7 +85,7 @@ rm -rf {UPGRADE_DIR} /etc/systemd/system/multi-user.target.wants/{UPGRADE_UNIT}
 sync
 systemctl poweroff --no-block
 """
-UPGRADE_UNIT_TEXT = f"""[Unit]
+UPGRADE_UNIT_TEXT = """[Unit]
 Description=test: upgrade grub-pc and install a kernel from local .debs
 # agetty's vhangup on ttyS0 would cut the output this writes there
 Before=serial-getty@ttyS0.service getty.target
