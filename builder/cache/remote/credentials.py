@@ -61,7 +61,8 @@ def _host_of(key: str) -> str:
     return k.split("/", 1)[0].lower()
 
 
-def helper_credentials(name: str, hostport: str, env: dict[str, str], source: str) -> Credentials | None:
+def helper_credentials(name: str, hostport: str, env: dict[str, str], source: str,
+                       timeout: float = HELPER_TIMEOUT) -> Credentials | None:
     """``docker-credential-NAME get`` for ``hostport``; None (after one warning, unless the
     helper simply has nothing for this registry) when it gives nothing usable."""
     if not _HELPER.fullmatch(name):
@@ -74,7 +75,7 @@ def helper_credentials(name: str, hostport: str, env: dict[str, str], source: st
                     "no credentials for %s", name, source, hostport)
         return None
     try:
-        r = proc.run([exe, "get"], what=f"docker-credential-{name} get", timeout=HELPER_TIMEOUT,
+        r = proc.run([exe, "get"], what=f"docker-credential-{name} get", timeout=timeout,
                      input=hostport, env=env, check=False)
     except BuildError as exc:          # timed out: killed with its group
         log.warning("remote cache: %s; no credentials for %s", exc.message, hostport)
@@ -111,7 +112,8 @@ def _helper_name(data: dict, hostport: str) -> str | None:
     return store if isinstance(store, str) and store else None
 
 
-def lookup(hostport: str, env: dict[str, str] | None = None) -> Credentials | None:
+def lookup(hostport: str, env: dict[str, str] | None = None,
+           helper_timeout: float = HELPER_TIMEOUT) -> Credentials | None:
     env = dict(os.environ) if env is None else env
     if env.get(USER_ENV) and env.get(PASSWORD_ENV) is not None:
         return Credentials(env[USER_ENV], env[PASSWORD_ENV], f"${USER_ENV}/${PASSWORD_ENV}")
@@ -127,7 +129,7 @@ def lookup(hostport: str, env: dict[str, str] | None = None) -> Credentials | No
     want = hostport.lower()
     helper = _helper_name(data, want)
     if helper is not None:
-        got = helper_credentials(helper, hostport, env, str(path))
+        got = helper_credentials(helper, hostport, env, str(path), helper_timeout)
         if got is not None:
             return got
     auths = data.get("auths")

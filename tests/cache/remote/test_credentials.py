@@ -63,8 +63,7 @@ def test_real_pass_helper_from_creds_store_and_cred_helpers(tmp_path):
     assert lookup("other.example", env).user == "dave"       # store missing: warned, then auths
 
 
-def test_helper_missing_hostile_failing_or_hanging_gives_no_credentials(tmp_path, monkeypatch, caplog):
-    from builder.cache.remote import credentials
+def test_helper_missing_hostile_failing_or_hanging_gives_no_credentials(tmp_path, caplog):
     bindir = tmp_path / "bin"
     bindir.mkdir()
     # STAND-INs for a broken helper: junk output, a crash, a hang (a keyring waiting for a passphrase)
@@ -72,13 +71,12 @@ def test_helper_missing_hostile_failing_or_hanging_gives_no_credentials(tmp_path
         p = bindir / f"docker-credential-{name}"
         p.write_text(f"#!/bin/sh\n{body}\n")
         p.chmod(0o755)
-    monkeypatch.setattr(credentials, "HELPER_TIMEOUT", 2.0)
     env = {"PATH": f"{bindir}:/usr/bin:/bin", "DOCKER_CONFIG": str(tmp_path)}
     for store, says in (("junk", "not its JSON"), ("crash", "exit code 3"), ("hang", "still running"),
                         ("absent", "not on PATH"), ("../../bin/sh", "not a plain name")):
         (tmp_path / "config.json").write_text(json.dumps({"credsStore": store}))
         caplog.clear()
         t0 = time.monotonic()
-        assert lookup("reg.example", env) is None
+        assert lookup("reg.example", env, helper_timeout=2.0) is None
         assert time.monotonic() - t0 < 15
         assert says in caplog.text and "reg.example" in caplog.text and "not-json-reg" not in caplog.text
