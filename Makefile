@@ -8,7 +8,7 @@ STAMP := .stamps
 # virt-p2v, compilers: 716 packages instead of 352); the few this needs are named here instead.
 DEB_PACKAGES := qemu-system-x86 qemu-utils libguestfs-tools python3-guestfs python3-hivex virt-v2v nbdkit libnbd-bin \
                 linux-image-amd64 mmdebstrap gpgv gnupg debian-archive-keyring xorriso \
-                busybox-static ovmf cpio docker-registry fdisk e2fsprogs dosfstools debconf curl arch-test \
+                busybox-static ovmf cpio docker-registry fdisk e2fsprogs dosfstools mtools debconf curl arch-test \
                 python3-venv python3-pip wimtools python3-defusedxml swtpm swtpm-tools \
                 libvirt-clients libxml2-utils vagrant vagrant-libvirt \
                 libvirt-daemon libvirt-daemon-driver-qemu libguestfs-xfs syslinux-common \

@@ -18,7 +18,6 @@ from builder.cache.store import Store
 from builder.engine import Engine, RunResult
 from builder.host.accel import choose
 from builder.host.guestfs_session import Drive, session
-from builder.linux import bootloader
 from builder.recipe import Recipe, load
 from builder.stages import bootstrap, disk, drivers
 
@@ -104,11 +103,13 @@ def inspect(image: Path) -> dict:
         facts["fstab"] = g.cat("/etc/fstab")
         facts["grub_cfg"] = g.cat("/boot/grub/grub.cfg")
         facts["default_grub"] = g.cat("/etc/default/grub")
-        # the appliance kernel's names (not libguestfs's translated ones) for our disk and the
-        # root filesystem's device: what grub-install is handed must match them
-        facts["grub_target_disk"] = bootloader.target_disk(g)
-        facts["kernel_root_device"] = g.command(
-            ["sh", "-c", "grep ' / ' /proc/self/mountinfo"]).split(" - ")[1].split()[1]
+        # the first 64 KiB of the disk: GRUB's boot sector and (MBR tables) its core image,
+        # written by the disk stage from the host
+        facts["disk_head"] = bytes(g.pread_device("/dev/sda", 64 * 1024, 0))
+        facts["grub_modules"] = (sorted(g.ls("/boot/grub/i386-pc")) if g.is_dir("/boot/grub/i386-pc")
+                                 else sorted(g.ls("/boot/grub/x86_64-efi")) if g.is_dir("/boot/grub/x86_64-efi")
+                                 else [])
+        facts["grub_work_left"] = g.exists("/run/ironforge-grub")
         facts["machine_id_size"] = g.filesize("/etc/machine-id")
         facts["ssh_host_keys"] = g.glob_expand("/etc/ssh/ssh_host_*")
         facts["ssh_keygen_unit"] = g.is_file("/etc/systemd/system/ironforge-ssh-keygen.service")

@@ -20,6 +20,8 @@ PACKAGES: dict[str, str] = {
     "sfdisk": "fdisk",
     "mke2fs": "e2fsprogs",
     "mkfs.fat": "dosfstools",
+    "mcopy": "mtools",
+    "mmd": "mtools",
     "xorriso": "xorriso",
     "cpio": "cpio",
     "debconf-set-selections": "debconf",

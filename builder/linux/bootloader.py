@@ -1,6 +1,8 @@
 """GRUB: its defaults (serial console) and its installation from inside the image.
 
-grub-install and update-grub run inside the libguestfs appliance (``g.command`` chroots into
+Images ironforge builds get GRUB from the host (``grub_host``); this in-guest path is for disks
+whose layout is not ours (conversions, a container made bootable). There grub-install and
+update-grub run inside the libguestfs appliance (``g.command`` chroots into
 the mounted guest with /dev, /proc and /sys bound), because they probe the real disk: that is
 the only part of making the disk that needs the guest's own code.
 
