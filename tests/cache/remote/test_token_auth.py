@@ -11,6 +11,7 @@ come from a Docker config file's ``auths`` entry."""
 from __future__ import annotations
 
 import base64
+import io
 import json
 import os
 import subprocess
@@ -20,6 +21,9 @@ from pathlib import Path
 import pytest
 import requests
 
+from builder.cache.remote.address import parse
+from builder.cache.remote.credentials import Credentials
+from builder.cache.remote.registry import Refused, Registry, sha256_digest
 from registry_support import SERVICE, Bearer, TokenIssuer, parse_scope, registry, token_key
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -206,3 +210,28 @@ def test_a_token_for_another_repository_is_refused_by_the_registry(treg, tmp_pat
                                    for r in issuer.requests), issuer.requests
     assert tags(server) == [base_key] and passwords["outsider"] not in err
 
+
+# -- the client's token handling, in process (builder.cache.remote.registry.Registry) ---------
+
+def test_an_expired_token_is_refused_by_the_registry_and_replaced_by_the_client(treg, passwords):
+    server, issuer = treg, treg.issuer
+    reg = Registry(parse(server.url()), Credentials("builder", passwords["builder"], "test"))
+    issuer.lifetime = -120          # expired beyond the registry's 60 s leeway
+    with pytest.raises(Refused, match=r"HEAD refused \(HTTP 401\)"):
+        reg.manifest_head("absent")
+    assert [r["status"] for r in issuer.requests] == [200]
+    issuer.lifetime = 300           # the client holds a stale token: the registry's 401 gets a fresh one
+    assert reg.manifest_head("absent") is None
+    assert [r["status"] for r in issuer.requests] == [200, 200]
+    assert reg.manifest_head("absent") is None and len(issuer.requests) == 2     # and keeps it
+
+
+@pytest.mark.parametrize("fields", [("token",), ("access_token",)])
+def test_a_token_under_either_name_is_used(treg, passwords, fields):
+    """docker's token spec names it ``token``; OAuth2-style servers answer ``access_token``."""
+    server, issuer = treg, treg.issuer
+    issuer.fields = fields
+    reg = Registry(parse(server.url()), Credentials("builder", passwords["builder"], "test"))
+    data = b"a blob pushed with a token named " + fields[0].encode()
+    reg.blob_push(sha256_digest(data), len(data), lambda: io.BytesIO(data))
+    assert sha256_digest(data) in server.blobs() and reg.blob_exists(sha256_digest(data))
