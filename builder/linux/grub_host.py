@@ -164,9 +164,18 @@ def _copy_modules(tree: Path, platform: str) -> None:
 def prepare_tree(tree: Path, firmware: str, lay: Layout, root_uuid: str, kernels: list[str]) -> Prepared:
     """Everything GRUB needs inside the root tree, before the filesystem is made from it."""
     platform = platform_for(firmware)
-    core = _mkimage(tree, platform, load_cfg(root_uuid, lay))
+    cfg_text = load_cfg(root_uuid, lay)
+    core = _mkimage(tree, platform, cfg_text)
     _copy_modules(tree, platform)
     grub = tree / "boot/grub"
+    # What grub-install leaves beside the modules. Not decoration: Debian's grub-pc and
+    # grub-efi-* postinsts re-run grub-install on an upgrade only when /boot/grub/<platform>/
+    # core.img (core.efi) exists, i.e. when GRUB looks installed; without it an upgraded GRUB
+    # would never reach the disk again.
+    (grub / platform / "load.cfg").write_text(cfg_text)
+    (grub / platform / ("core.efi" if platform == "x86_64-efi" else "core.img")).write_bytes(core)
+    if platform == "i386-pc":
+        shutil.copy2(tree / "usr/lib/grub/i386-pc/boot.img", grub / platform / "boot.img")
     cfg = grub_cfg(root_uuid, lay, kernels)
     (grub / "grub.cfg").write_text(cfg)
     os.chmod(grub / "grub.cfg", 0o444)      # as grub-mkconfig leaves it
