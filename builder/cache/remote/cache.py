@@ -76,6 +76,15 @@ class RemoteCache:
                 log.warning("remote cache %s unusable: %s; building locally, not asking it again in this run",
                             self.address, exc.message)
 
+    def _read_only_now(self, exc: RemoteCacheError) -> None:
+        # A refused write is an account that may read but not write (a CI pull secret, say):
+        # its pulls still work, so only pushing stops; the stage stays built and kept here.
+        with self._lock:
+            if not self.readonly:
+                self.readonly = True
+                log.warning("remote cache %s refused a push: %s; pulling only for the rest of this run "
+                            "(for a read-only account, say --cache-remote-readonly)", self.address, exc.message)
+
     def pull(self, store: Store, key: str, stage: str, material: dict) -> dict | None:
         """The stage's meta after landing it from the registry, or None (absent, or unusable:
         the caller builds it). The caller holds the key's stage lock."""
@@ -132,10 +141,10 @@ class RemoteCache:
         except layout.NotShareable as exc:
             log.info("remote cache: stage %s (%s) not pushed: %s", stage, key[:12], exc.message)
             return None
-        except (Unavailable, Refused) as exc:
-            self._trip(exc)
+        except Refused as exc:
+            self._read_only_now(exc)
             return None
-        except RemoteCacheCorrupt as exc:
+        except (Unavailable, RemoteCacheCorrupt) as exc:
             self._trip(exc)
             return None
         with self._lock:
