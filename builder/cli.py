@@ -541,14 +541,17 @@ def convert_cmd(app: App, srcs, name, arch, dry_run, import_only, no_verify, for
 @click.option("--cpus", type=click.IntRange(1, 1024), default=1, help="VM vCPUs.")
 @click.option("--firmware", type=click.Choice(["bios", "uefi"]), default="bios")
 @click.option("--jobs", "-j", type=click.IntRange(1, 64), default=1, help="Formats written in parallel.")
+@click.option("--compression", type=click.Choice(["zstd", "zlib", "none"]), default="zstd",
+              help="The qcow2's compression: zstd (QEMU 5.1+), zlib (any qcow2 reader) or none.")
 @click.option("--json", "as_json", is_flag=True)
 @pass_app
-def export_cmd(app: App, image, formats, out_dir, name, memory, cpus, firmware, jobs, as_json):
+def export_cmd(app: App, image, formats, out_dir, name, memory, cpus, firmware, jobs, compression, as_json):
     """Write an existing image in other formats, with SHA256SUMS and an SBOM beside them."""
     from builder.exports.command import export_image
     fmts = [f.strip() for item in formats for f in item.split(",") if f.strip()]
     res = export_image(image, fmts, out_dir or app.output_dir, name=name, memory_mib=memory, cpus=cpus,
-                       firmware=firmware, jobs=jobs)
+                       firmware=firmware, jobs=jobs, compress=compression != "none",
+                       compression=compression if compression != "none" else "zstd")
     if as_json:
         _emit_json(res)
     else:

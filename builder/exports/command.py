@@ -35,7 +35,7 @@ def _packages_beside(image: Path) -> list[dict]:
 
 def export_image(image: Path | str, formats: list[str], output_root: Path, *, name: str | None = None,
                  memory_mib: int = 1024, cpus: int = 1, firmware: str = "bios", family: str = "linux",
-                 compress: bool = True, jobs: int = 1) -> dict:
+                 compress: bool = True, compression: str = "zstd", jobs: int = 1) -> dict:
     info = probe(image)
     name = name or info.path.name.split(".")[0]
     if not re.fullmatch(NAME_RE, name):
@@ -55,7 +55,8 @@ def export_image(image: Path | str, formats: list[str], output_root: Path, *, na
         def one(fmt: str) -> tuple[str, str, str]:
             # the same per-format path as a build's export parts; here every file is named for the
             # output, as it is published
-            fname, facts = write_format(info.path, info.format, fmt, machine, tmp, name, compress=compress)
+            fname, facts = write_format(info.path, info.format, fmt, machine, tmp, name, compress=compress,
+                                        compression=compression)
             return fmt, fname, facts["sha256"]
 
         todo = [f for f in formats if FORMATS[f].write is not None]

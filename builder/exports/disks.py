@@ -20,8 +20,16 @@ def _convert(src: Path, src_format: str, dst: Path, fmt: str, options: str | Non
     return dst.name
 
 
-def qcow2(src, src_format, machine, workdir, base, *, compress: bool = True) -> str:
-    return _convert(src, src_format, workdir / f"{base}.qcow2", "qcow2", compress=compress)
+# qcow2 compression codecs: zlib, readable by any qcow2 consumer; zstd (QEMU 5.1+, an
+# incompatible-feature bit older readers refuse), about 7x faster to write here and smaller.
+CODECS = ("zstd", "zlib")
+
+
+def qcow2(src, src_format, machine, workdir, base, *, compress: bool = True, compression: str = "zstd") -> str:
+    if compression not in CODECS:
+        raise ValueError(f"unknown qcow2 compression {compression!r}")
+    options = f"compression_type={compression}" if compress else None
+    return _convert(src, src_format, workdir / f"{base}.qcow2", "qcow2", options=options, compress=compress)
 
 
 def raw(src, src_format, machine, workdir, base) -> str:

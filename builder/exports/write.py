@@ -18,12 +18,12 @@ def base_name(fmt: str, machine: Machine | None) -> str:
 
 
 def write_format(src: Path, src_format: str, fmt: str, machine: Machine | None, workdir: Path, base: str, *,
-                 compress: bool = True) -> tuple[str, dict]:
+                 compress: bool = True, compression: str = "zstd") -> tuple[str, dict]:
     """Write ``fmt`` into ``workdir``; its file name and {file, bytes, sha256}. ``machine`` is
     None for the formats that describe no VM (their file must not depend on it)."""
     spec = FORMATS[fmt]
     if fmt == "qcow2":
-        name = spec.write(src, src_format, machine, workdir, base, compress=compress)
+        name = spec.write(src, src_format, machine, workdir, base, compress=compress, compression=compression)
     else:
         name = spec.write(src, src_format, machine if spec.machine else None, workdir, base)
     dst = workdir / name

@@ -30,11 +30,13 @@ def formats_made(formats: list[str]) -> list[str]:
     return [f for f in dict.fromkeys(["qcow2", *formats]) if FORMATS[f].write is not None]
 
 
-def part_options(fmt: str, vm: Machine, compress: bool) -> dict:
+def part_options(fmt: str, vm: Machine, compress: bool, compression: str = "zstd") -> dict:
     """What one format's file depends on besides the input image."""
     opts: dict = {"format": fmt}
     if fmt == "qcow2":
         opts["compress"] = bool(compress)
+        if compress:
+            opts["compression"] = compression
     if FORMATS[fmt].machine:
         opts["machine"] = vars(vm).copy()
     return opts
@@ -62,7 +64,8 @@ def parts(ctx: StageContext, inputs: dict[str, Artifact] | None,
             exports.check(fmt, vsize)
     vm = machine_of(ctx, inputs)
     compress = ctx.recipe.get("outputs.compress")
-    return [Part(fmt, part_options(fmt, vm, compress), write_part, tools=("qemu-img", "tar"))
+    compression = ctx.recipe.get("outputs.compression", "zstd")
+    return [Part(fmt, part_options(fmt, vm, compress, compression), write_part, tools=("qemu-img", "tar"))
             for fmt in formats_made(formats)]
 
 
@@ -74,7 +77,7 @@ def write_part(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     vm = Machine(**o["machine"]) if "machine" in o else None
     ctx.log.info("export: writing %s", fmt)
     name, facts = write_format(src, "qcow2", fmt, vm, ctx.workdir, base_name(fmt, vm),
-                               compress=o.get("compress", True))
+                               compress=o.get("compress", True), compression=o.get("compression", "zstd"))
     facts["virtual_size"] = int(qemu_img.info(src)["virtual-size"])
     return Output(files={fmt: name}, data={fmt: facts})
 
