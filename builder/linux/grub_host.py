@@ -168,10 +168,11 @@ def prepare_tree(tree: Path, firmware: str, lay: Layout, root_uuid: str, kernels
     core = _mkimage(tree, platform, cfg_text)
     _copy_modules(tree, platform)
     grub = tree / "boot/grub"
-    # What grub-install leaves beside the modules. Not decoration: Debian's grub-pc and
-    # grub-efi-* postinsts re-run grub-install on an upgrade only when /boot/grub/<platform>/
-    # core.img (core.efi) exists, i.e. when GRUB looks installed; without it an upgraded GRUB
-    # would never reach the disk again.
+    # What grub-install leaves beside the modules. Not decoration: Debian's grub-pc postinst
+    # re-runs grub-install on an upgrade only when /boot/grub/i386-pc/core.img exists (GRUB
+    # looks installed); without it an upgraded GRUB would never reach the disk again. (The
+    # grub-efi-amd64 postinst goes by /boot/efi/EFI/debian, which a removable-path install never
+    # made, with grub-install either: its BOOTX64.EFI stays with the modules it was built with.)
     (grub / platform / "load.cfg").write_text(cfg_text)
     (grub / platform / ("core.efi" if platform == "x86_64-efi" else "core.img")).write_bytes(core)
     if platform == "i386-pc":
