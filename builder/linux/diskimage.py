@@ -33,8 +33,10 @@ GPT_TAIL = 1 * MiB
 
 NAMESPACE = uuid.UUID("3b1c6a52-8f0e-5d0c-9a57-69726f6e666f")   # fixed: ironforge's own
 
+# GRUB's BIOS boot partition: the GUID's bytes on disk spell "Hah!IdontNeedEFI"
+BIOS_BOOT_GUID = "21686148-6449-6E6F-744E-656564454649"
 GPT_TYPES = {
-    "bios_boot": "21686148-6453-6F6E-7420-6F6E656E6564",
+    "bios_boot": BIOS_BOOT_GUID,
     "esp": "C12A7328-F81F-11D2-BA4B-00A0C93EC93B",
     "linux": "0FC63DAF-8483-4772-8E79-3D69D8477DE4",
 }

@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 
 from builder.linux import guestfacts, initramfs
+from builder.linux.diskimage import BIOS_BOOT_GUID
 from converters.linux import console, devices, network, tools
 
 MAX_TEXT = 1 << 20          # a config file over 1 MiB is not one we rewrite
 MAX_DIR_ENTRIES = 200
 
 ESP_GUID = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
-BIOS_BOOT_GUID = "21686148-6449-6E6F-744E-656564454649"
 
 FILES = ("/etc/fstab", "/etc/default/grub", "/etc/kernel/cmdline", "/boot/grub/grub.cfg",
          "/boot/grub/menu.lst", "/boot/grub2/grub.cfg", "/etc/sysconfig/grub", "/boot/grub/device.map",

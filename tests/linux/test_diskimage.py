@@ -95,3 +95,14 @@ def test_tree_larger_than_the_partition_fails_naming_the_cause(tmp_path):
 def test_fstab_uuid_helpers_are_strings():
     ids = di.ids_for("n")
     assert isinstance(ids.root, uuid.UUID) and str(ids.root).count("-") == 4
+
+
+def test_the_bios_boot_type_is_grubs_own_guid():
+    """GRUB embeds its core only in a partition of exactly this type: on disk (GPT's mixed-endian
+    GUID layout) its 16 bytes read "Hah!IdontNeedEFI". A wrong GUID still boots an image whose
+    core the disk stage writes from the host, but a later grub-install in the guest (a grub-pc
+    upgrade) then finds "no BIOS Boot Partition" and stops."""
+    import uuid as uuidmod
+
+    from builder.linux import diskimage
+    assert uuidmod.UUID(diskimage.GPT_TYPES["bios_boot"]).bytes_le == b"Hah!IdontNeedEFI"
