@@ -20,6 +20,7 @@ PACKAGES: dict[str, str] = {
     "sfdisk": "fdisk",
     "mke2fs": "e2fsprogs",
     "mkfs.fat": "dosfstools",
+    "chroot": "coreutils",
     "mcopy": "mtools",
     "mmd": "mtools",
     "xorriso": "xorriso",

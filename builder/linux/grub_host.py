@@ -25,7 +25,6 @@ jump at 0x66, NT disk id at 0x1b8, blocklist {start LE64, len LE16, segment LE16
 from __future__ import annotations
 
 import os
-import re
 import shutil
 import struct
 from dataclasses import dataclass
@@ -36,6 +35,7 @@ from builder.host import proc as hostproc
 from builder.host import tools
 from builder.linux.bootloader import GRUB_DEFAULTS
 from builder.linux.diskimage import SECTOR, Layout
+from builder.linux.rootfs import kernel_version_key
 
 KERNEL_SECTOR_AT = 0x5C
 DRIVE_CHECK_AT = 0x66
@@ -75,11 +75,6 @@ def load_cfg(root_uuid: str, lay: Layout) -> str:
             "set prefix=($root)'/boot/grub'\n")
 
 
-def _kernel_key(version: str) -> list:
-    # newest first, as grub-mkconfig's version sort puts it: numbers compared as numbers
-    return [int(t) if t.isdigit() else t for t in re.split(r"(\d+)", version)]
-
-
 def grub_cfg(root_uuid: str, lay: Layout, kernels: list[str], os_name: str = "Debian GNU/Linux") -> str:
     """A grub.cfg equivalent to what update-grub makes from GRUB_DEFAULTS: serial and console
     terminals, one entry per kernel (newest is the default), root by UUID, the serial console
@@ -105,7 +100,8 @@ def grub_cfg(root_uuid: str, lay: Layout, kernels: list[str], os_name: str = "De
         "insmod ext2",
         search,
     ]
-    for v in sorted(kernels, key=_kernel_key, reverse=True):
+    # newest first, as grub-mkconfig's version sort puts them
+    for v in sorted(kernels, key=kernel_version_key, reverse=True):
         lines += [
             f"menuentry '{os_name}, with Linux {v}' --class debian --class gnu-linux --class os {{",
             "  insmod gzio",
@@ -138,7 +134,7 @@ def _mkimage(tree: Path, platform: str, cfg: str) -> bytes:
         (work / "load.cfg").write_text(cfg)
         out = "/run/ironforge-grub/core"
         proc = hostproc.run(
-            [shutil.which("chroot") or "/usr/sbin/chroot", str(tree), "grub-mkimage", "-O", platform,
+            [tools.require("chroot"), str(tree), "grub-mkimage", "-O", platform,
              "-o", out, "-c", "/run/ironforge-grub/load.cfg", "-p", "/boot/grub",
              *CORE_MODULES[platform]],
             what=f"grub-mkimage ({platform}) in the image's root", timeout=MKIMAGE_TIMEOUT, check=False)

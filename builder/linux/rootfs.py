@@ -205,6 +205,11 @@ def prepare(root: Path, fstab: list[FstabEntry], grub_defaults: dict[str, str],
     return facts
 
 
+def kernel_version_key(v: str) -> list:
+    """A kernel version's natural order (6.1.0-10 after 6.1.0-9), close to dpkg's for kernels."""
+    return [(0, int(x)) if x.isdigit() else (1, x) for x in re.findall(r"\d+|[A-Za-z]+", v)]
+
+
 def kernel_versions(root: Path) -> list[str]:
     """Kernel versions with both a vmlinuz and an initrd in /boot, sorted."""
     boot = root / "boot"

@@ -16,6 +16,7 @@ import stat
 from pathlib import Path
 
 from builder.host import proc as hostproc
+from builder.host import tools
 
 MAX_LINKS = 40       # as the kernel's ELOOP limit
 COMMAND_TIMEOUT = 600
@@ -98,7 +99,7 @@ class TreeView:
     def command(self, argv: list[str]) -> str:
         """``argv`` run chrooted in the tree (the guest's own tools: a fallback only, e.g. when
         the host has no lsinitramfs). No /proc or /dev is mounted: read-only tools only."""
-        proc = hostproc.run([shutil.which("chroot") or "/usr/sbin/chroot", str(self.root), *argv],
+        proc = hostproc.run([tools.require("chroot"), str(self.root), *argv],
                             what=f"{argv[0]} in the image's root", timeout=COMMAND_TIMEOUT, check=False)
         if proc.returncode != 0:
             raise RuntimeError(f"{' '.join(argv)} in the tree failed: {proc.stderr.strip()[-400:]}")

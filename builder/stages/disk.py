@@ -109,7 +109,6 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
         "partition_table": table, "firmware": firmware, "disk_size": lay.size,
         "partitions": [{"name": p.name, "number": p.number, "start": p.start, "size": p.size}
                        for p in lay.partitions],
-        "root_device_in_appliance": lay.root.device,
         "kernels": report["kernels"], "kernel": report["kernels"][-1] if report["kernels"] else None,
         "grub": boot,
         "grub_linux": [ln.strip() for ln in grub.grub_cfg.splitlines() if ln.strip().startswith("linux")],

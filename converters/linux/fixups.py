@@ -17,7 +17,7 @@ from builder import settings
 from builder.errors import BuildError
 from builder.host.guestfs_session import guest_command
 from builder.linux import bootloader, initramfs
-from builder.linux.rootfs import set_shell_vars
+from builder.linux.rootfs import kernel_version_key, set_shell_vars
 from converters.linux import console, devices, kernel, network, tools
 from converters.linux import facts as linux_facts
 from converters.linux.edits import FileEdit, GuestRun
@@ -98,11 +98,6 @@ def missing_kernel(facts: dict) -> str | None:
             else "no kernel with virtio_blk" if ks else "no kernel")
 
 
-def _version_key(v: str) -> list:
-    """A kernel version's natural order (6.1.0-10 after 6.1.0-9), close to dpkg's for kernels."""
-    return [(0, int(x)) if x.isdigit() else (1, x) for x in re.findall(r"\d+|[A-Za-z]+", v)]
-
-
 def default_kernel(cur: dict[str, str | None], facts: dict) -> tuple[list[FileEdit], dict]:
     """Debian's GRUB boots its first entry, the highest kernel version. When some kernel cannot
     boot from virtio (a Xen-PV-only one) that one may sort first: pin GRUB_DEFAULT to the newest
@@ -114,7 +109,7 @@ def default_kernel(cur: dict[str, str | None], facts: dict) -> tuple[list[FileEd
     text = cur.get("/etc/default/grub")
     if not good or len(good) == len(ks) or not uuid or text is None:
         return [], {}
-    best = max(good, key=lambda k: _version_key(k["version"]))
+    best = max(good, key=lambda k: kernel_version_key(k["version"]))
     entry = f"gnulinux-advanced-{uuid}>gnulinux-{best['version']}-advanced-{uuid}"
     others = ", ".join(k["version"] for k in ks if not k.get("virtio_capable"))
     why = f"GRUB_DEFAULT: the newest virtio-capable kernel {best['version']} (not {others}, which cannot boot from virtio)"
