@@ -5,6 +5,7 @@ from __future__ import annotations
 import importlib
 
 from builder.errors import NotImplementedYet
+from builder.linux import customize as linux_customize
 from builder.recipe import Recipe
 from builder.stage import StageDef
 
@@ -25,7 +26,10 @@ def stage_names(recipe: Recipe, verify: bool = True) -> list[str]:
     elif recipe.get("build.method") == "installer":
         names = ["fetch", "install", "customize", "drivers", "export"]
     else:
-        names = (["fetch"] if recipe.get("sources") else []) + ["bootstrap", "disk", "customize", "drivers", "export"]
+        # file-only customizations are applied by the disk stage to the tree (disk.CUSTOMIZING)
+        customize = [] if linux_customize.on_host(recipe) else ["customize"]
+        names = (["fetch"] if recipe.get("sources") else []) + ["bootstrap", "disk", *customize,
+                                                                 "drivers", "export"]
     if verify and recipe.get("verify.enabled"):
         names.append("verify")
     return names
@@ -57,6 +61,9 @@ def load_stage(name: str, recipe: Recipe) -> StageDef:
         return importlib.import_module(CONVERT_MODULES[name]).STAGE
     if recipe.family == "windows":
         return _load_windows_stage(name, recipe)
+    if name == "disk" and linux_customize.on_host(recipe):
+        from builder.stages import disk
+        return disk.CUSTOMIZING
     try:
         mod = importlib.import_module(f"builder.stages.{name}")
     except ModuleNotFoundError as exc:

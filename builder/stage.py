@@ -9,6 +9,7 @@ directory and publishes that directory atomically as the stage's artifact.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable
@@ -68,6 +69,12 @@ class StageContext:
     part_options: dict[str, Any] = field(default_factory=dict)
     # The stage's own run: its parts' artifacts by part name (the engine made or found them).
     parts: dict[str, Artifact] = field(default_factory=dict)
+
+
+def recipe_env(ctx: StageContext):
+    """The environment secret references (``{ env = "X" }``) resolve in: the one the CLI handed
+    in (tests, --env files), else the process's own."""
+    return ctx.options["env"] if ctx.options.get("env") is not None else os.environ
 
 
 @dataclass(frozen=True)

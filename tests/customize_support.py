@@ -1,8 +1,10 @@
-"""A small Debian 12 root filesystem image for the customize tests, built once and cached.
+"""A small Debian 12 root filesystem for the customize tests, built once and cached: as a
+tarball (``base_tree``: the host-side route, builder.linux.tree_edit) and as an image made
+from it (``base_image``: the appliance route, the customize stage).
 
 Not a product path (the real pipeline's bootstrap/disk stages belong elsewhere): just enough
 of a Debian system (apt, passwd, sudo, locales, systemd's directories) for the customize
-stage to edit. It has no partition table and no bootloader: the filesystem spans the disk.
+code to edit. The image has no partition table and no bootloader: the filesystem spans the disk.
 
 Cached under $IRONFORGE_TEST_CACHE (default ~/.cache/ironforge-test), keyed by the command
 that makes it, behind a file lock so parallel sessions share one build.
@@ -31,8 +33,31 @@ FS_SIZE = "1536M"   # room for the extra package the tests install
 
 
 def _recipe_key() -> str:
-    what = {"suite": SUITE, "mirror": MIRROR, "include": INCLUDE, "size": FS_SIZE, "v": 1}
+    what = {"suite": SUITE, "mirror": MIRROR, "include": INCLUDE, "size": FS_SIZE, "v": 2}
     return hashlib.sha256(json.dumps(what, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def _base_tar(root: Path) -> Path:
+    out = root / "customize" / f"debian12-rootfs-{_recipe_key()}.tar"
+    with file_lock(out.with_suffix(".tar.lock")):
+        if out.exists():
+            return out
+        out.parent.mkdir(parents=True, exist_ok=True)
+        part = out.with_name(out.name + ".part")
+        # root mode: we are root here, so owners, modes and device nodes are real
+        subprocess.run(["mmdebstrap", "--quiet", "--variant=apt", "--mode=root", "--format=tar",
+                        "--include=" + ",".join(INCLUDE), SUITE, str(part), MIRROR], check=True)
+        os.replace(part, out)
+    return out
+
+
+def base_tree(dest: Path, root: Path | None = None) -> Path:
+    """The cached Debian 12 root, unpacked (as root, owners and modes kept) into ``dest``."""
+    tar = _base_tar(cache_root() if root is None else root)
+    dest.mkdir(parents=True)
+    subprocess.run(["tar", "--extract", f"--file={tar}", f"--directory={dest}", "--numeric-owner",
+                    "--same-owner", "--preserve-permissions"], check=True)
+    return dest
 
 
 def base_image(root: Path | None = None) -> Path:
@@ -44,11 +69,7 @@ def base_image(root: Path | None = None) -> Path:
             return out
         out.parent.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryDirectory(dir=out.parent, prefix=".build-") as tmp:
-            tree = Path(tmp) / "rootfs"
-            # Root mode into a directory: we are root here, so owners and modes are real.
-            subprocess.run(["mmdebstrap", "--quiet", "--variant=apt", "--mode=root",
-                            "--include=" + ",".join(INCLUDE), SUITE, str(tree), MIRROR],
-                           check=True)
+            tree = base_tree(Path(tmp) / "rootfs", root)
             raw = Path(tmp) / "rootfs.ext4"
             subprocess.run(["mke2fs", "-q", "-F", "-t", "ext4", "-L", "root", "-d", str(tree),
                             str(raw), FS_SIZE], check=True)
@@ -59,6 +80,11 @@ def base_image(root: Path | None = None) -> Path:
             os.replace(part, out)
     return out
 
+
+ROOT_PW = "root-Pa55-from-env-7c1f"
+ALICE_PW = "alice-Pa55-from-file-93ab"
+ALICE_KEYS = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0000000000000000000 alice@laptop",
+              "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQFakeSecondKey alice@desktop"]
 
 # The smallest valid recipe head; customize tests add their [customize] table after it.
 RECIPE_HEAD = """\

@@ -262,7 +262,7 @@ def _stage_inputs(recipe: Recipe, names: list[str]) -> None:
         attempt(lambda: mmdebstrap.command(bootstrap.spec(ctx, 0), Path("/nonexistent/rootfs.tar")))
     if "install" in names:
         attempt(lambda: install.preseed_text(recipe, env={}))
-    if "customize" in names:
+    if "customize" in names or "disk" in names:     # the disk stage applies file-only ones
         attempt(lambda: customize.CustomizeSpec.from_recipe(recipe, env={}).summary())
     if "drivers" in names:
         attempt(lambda: drivers.modules_for(recipe))

@@ -51,6 +51,15 @@ _WRAPPER = (
 )
 
 
+def on_host(recipe) -> bool:
+    """Whether a bootstrap build applies ``customize.*`` to its root tree on the host (in the disk
+    stage) rather than in a customize stage's appliance. True when nothing runs the guest's package
+    manager or the recipe's own commands (those need the guest's network, /proc and devices):
+    what is left only edits files, and ``apply`` does that to a ``TreeEdit`` as to a mounted
+    guest. Read from the recipe's values, so choosing the pipeline resolves no secret."""
+    return not (recipe.get("customize.packages", None) or recipe.get("customize.commands", None))
+
+
 # --- the spec -------------------------------------------------------------------------------
 
 @dataclass(frozen=True)

@@ -97,8 +97,9 @@ class TreeView:
         shutil.copyfile(self._file(path), local)
 
     def command(self, argv: list[str]) -> str:
-        """``argv`` run chrooted in the tree (the guest's own tools: a fallback only, e.g. when
-        the host has no lsinitramfs). No /proc or /dev is mounted: read-only tools only."""
+        """``argv`` run chrooted in the tree: the guest's own tools (lsinitramfs when the host has
+        none; useradd, locale-gen, visudo for ``TreeEdit``). Nothing is mounted in the tree (no
+        /proc, no /sys): only tools that edit files work, which is all they are used for."""
         proc = hostproc.run([tools.require("chroot"), str(self.root), *argv],
                             what=f"{argv[0]} in the image's root", timeout=COMMAND_TIMEOUT, check=False)
         if proc.returncode != 0:

@@ -3,11 +3,14 @@
 A qcow2 layer over the previous stage's image, edited in exactly one libguestfs launch (the
 network is switched on only when packages are to be installed). The guest logic lives in
 builder.linux.customize; this module only opens, mounts, applies and trims.
+
+Bootstrap builds run it only when the recipe installs packages or runs commands: otherwise the
+disk stage applies the same customizations to the root tree on the host (disk.CUSTOMIZING).
+Installer builds always run it (their root tree never exists on the host).
 """
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any, Callable
 
@@ -16,20 +19,15 @@ from builder.host import guest_os, guestfs_session
 from builder.host.guestfs_session import Drive
 from builder.linux import customize as linux
 from builder.linux import imagereport
-from builder.stage import Artifact, Output, StageContext, StageDef
+from builder.stage import Artifact, Output, StageContext, StageDef, recipe_env
 
 # apt-get, dpkg and locale-gen inside the appliance need more than its default memory.
 APPLIANCE_MEMSIZE = 1024
 
 
-def _env(ctx: StageContext):
-    # The CLI may hand a fixed environment in (tests, --env files); else the process's own.
-    return ctx.options["env"] if ctx.options.get("env") is not None else os.environ
-
-
 def run(ctx: StageContext, inputs: dict[str, Artifact],
         open_session: Callable[..., Any] = guestfs_session.session) -> Output:
-    spec = linux.CustomizeSpec.from_recipe(ctx.recipe, _env(ctx))
+    spec = linux.CustomizeSpec.from_recipe(ctx.recipe, recipe_env(ctx))
     ctx.log.debug("customize spec: %r", spec)   # secrets print as Secret(<hidden>, …)
     image = ctx.workdir / "image.qcow2"
     qemu_img.overlay(Path(inputs["previous"].image).resolve(), image, what="customize overlay")

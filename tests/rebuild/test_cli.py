@@ -49,7 +49,7 @@ def test_dry_run_of_the_real_pipeline_says_what_would_run_and_publishes_nothing(
     assert r.returncode == 0, r.stderr
     (o,) = json.loads(r.stdout)
     assert o["status"] == "would-rebuild" and o["previous"] is None
-    assert [s["name"] for s in o["stages"]] == ["bootstrap", "disk", "customize", "drivers", "export", "verify"]
+    assert [s["name"] for s in o["stages"]] == ["bootstrap", "disk", "drivers", "export", "verify"]
     assert all(not s["hit"] and s["reason"] == "never built" for s in o["stages"])
     assert len(o["pins"]["bootstrap"]["inrelease_sha256"]) == 64 and o["pins"]["bootstrap"]["suite"] == "bookworm"
     assert o["changed"]["first_version"] is True

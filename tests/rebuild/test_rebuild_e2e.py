@@ -24,7 +24,7 @@ from shared_cache import cache_root
 from builder.cache.store import Store
 
 ROOT = Path(__file__).resolve().parents[2]
-# two cold bootstraps + disk + customize + export: 42 min measured on a loaded 2-core TCG host
+# two cold bootstraps + disk + export: 42 min measured on a loaded 2-core TCG host
 pytestmark = [pytest.mark.slow, pytest.mark.network, pytest.mark.timeout(7200)]
 
 
@@ -66,7 +66,7 @@ def test_rebuild_cold_then_noop_then_bumped_inrelease(tmp_path):
         (v2,) = json.loads(r.stdout)
         assert v2["status"] == "published" and v2["previous"] == v1["version"]
         assert [(s["name"], s["hit"]) for s in v2["stages"]] == [
-            ("bootstrap", False), ("disk", False), ("customize", False), ("drivers", False), ("export", False)]
+            ("bootstrap", False), ("disk", False), ("drivers", False), ("export", False)]
         assert v2["stages"][0]["reason"] == "upstream inrelease_sha256 changed"
         assert os.readlink(folder / "latest") == v2["version"]
         doc = json.loads((folder / v2["version"] / "changes.json").read_text())

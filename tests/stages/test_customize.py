@@ -24,10 +24,7 @@ from builder.stages import customize as stage
 
 import customize_support
 
-ROOT_PW = "root-Pa55-from-env-7c1f"
-ALICE_PW = "alice-Pa55-from-file-93ab"
-ALICE_KEYS = ["ssh-ed25519 AAAAC3NzaC1lZDI1NTE5AAAAIFakeKeyForTestsOnly0000000000000000000 alice@laptop",
-              "ssh-rsa AAAAB3NzaC1yc2EAAAADAQABAAABAQFakeSecondKey alice@desktop"]
+from customize_support import ALICE_KEYS, ALICE_PW, ROOT_PW
 
 FULL_RECIPE = customize_support.RECIPE_HEAD + f"""
 [customize]

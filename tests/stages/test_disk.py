@@ -33,6 +33,24 @@ def image(request):
 
 def test_disk_reads_no_customize_keys():
     assert not any(k.startswith("customize") for k in disk.STAGE.reads)
+    # the variant that applies file-only customizations to the tree reads them, and only it
+    assert disk.CUSTOMIZING.reads == disk.STAGE.reads + ("customize",)
+    assert disk.CUSTOMIZING.run is disk.run_customized and disk.CUSTOMIZING.name == "disk"
+
+
+def test_the_recipes_customizations_are_in_the_image_with_no_customize_stage(image):
+    """The shipped recipes only edit files in [customize]: their disk stage applied those to the
+    tree on the host (hostname, time zone, locale, root locked), and there is no customize stage."""
+    res, f = image
+    assert [s.name for s in res.steps] == ["bootstrap", "disk", "drivers"]
+    summary = res.artifacts["disk"].data["customize"]
+    assert summary["hostname"] == f["hostname"] and f["hostname"] in ("debian12", "debian12-i386")
+    assert f"127.0.1.1\t{f['hostname']}" in f["hosts"].splitlines()
+    assert (f["timezone"], f["localtime"]) == ("UTC", "/usr/share/zoneinfo/UTC")
+    assert f["default_locale"] == "LANG=C.UTF-8\n"
+    assert f["root_shadow"].split(":")[1].startswith("!") and summary["root"] == "locked"
+    assert not f["policy_rc_d"]                     # customize's own guard is gone again
+    assert res.artifacts["disk"].data["timings"]["customize_s"] < 30
 
 
 def test_inspection_finds_debian_12(image):
@@ -100,7 +118,6 @@ def test_first_boot_identity_is_clean(image):
     assert f["machine_id_size"] == 0
     assert f["ssh_host_keys"] == [] and f["ssh_keygen_unit"]
     assert set(f["apt_lists"]) <= {"partial", "lock"} and f["apt_debs"] == []
-    assert f["hostname"] == "debian"
 
 
 def test_network_by_networkd_dhcp_with_resolved(image):
