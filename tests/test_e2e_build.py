@@ -57,10 +57,15 @@ def test_built_and_verified(built, name, arch, bits):
         "arch": True, "virtio-root": True, "virtio-drivers": True, "systemd": True}
     assert v["marker"]["root"].startswith("/dev/vd")
     assert m["recipe"]["arch"] == arch
-    assert [s["name"] for s in m["stages"]] == ["bootstrap", "disk", "customize", "drivers", "export", "verify"]
+    # [customize] only edits files: the disk stage applied it to the tree, no customize stage
+    assert [s["name"] for s in m["stages"]] == ["bootstrap", "disk", "drivers", "export", "verify"]
     assert m["image"]["qcow2"]["sha256"]
-    # the drivers stage proved the modules from the listing customize read back in its launch
-    assert m["guest"]["listing_read_by"] == "customize"
+    # the drivers stage proved the modules from the listing the disk stage read from the tree
+    assert m["guest"]["listing_read_by"] == "disk"
+    # the booted guest runs under the recipe's host name (the probe reads the kernel's)
+    assert v["marker"]["host"] == ("debian12" if bits == 64 else "debian12-i386")
+    # this build's own image: the probe went in from the host, without an appliance
+    assert v["inject_via"] == "host" and v["inject_seconds"] < 30
     pkgs = (d / "packages.txt").read_text()
     kernel = "linux-image-amd64" if bits == 64 else "linux-image-686-pae"
     assert any(line.startswith(kernel + "\t") for line in pkgs.splitlines())
@@ -106,10 +111,10 @@ def test_rebuild_unchanged_is_all_hits(built):
     r = ironforge("build", "debian-12-amd64", "--json", cache=cache, out=out)
     assert r.returncode == 0, r.stderr[-4000:]
     (res,) = json.loads(r.stdout)
-    assert res["cached_stages"] == res["stages"] == 6
+    assert res["cached_stages"] == res["stages"] == 5
 
 
-def test_hostname_edit_reruns_customize_and_after(built, tmp_path):
+def test_hostname_edit_reruns_disk_and_after(built, tmp_path):
     cache, out, _ = built
     recipes = tmp_path / "recipes"
     shutil.copytree(ROOT / "recipes", recipes)
@@ -123,24 +128,24 @@ def test_hostname_edit_reruns_customize_and_after(built, tmp_path):
     try:
         _hostname_edit(plan, cache, tmp_path, recipes)
     finally:
-        # this variant's own artifacts (customize and after) are of no use to a later run
-        for step in plan["stages"][2:]:
+        # this variant's own artifacts (disk and after) are of no use to a later run
+        for step in plan["stages"][1:]:
             for key in [step["key"], *(p["key"] for p in step.get("parts", []))]:   # export's formats too
                 shutil.rmtree(cache / "stages" / key, ignore_errors=True)
 
 
 def _hostname_edit(plan: dict, cache: Path, tmp_path: Path, recipes: Path) -> None:
     got = [(s["stage"], s["hit"]) for s in plan["stages"]]
-    assert got == [("bootstrap", True), ("disk", True), ("customize", False), ("drivers", False),
-                   ("export", False), ("verify", False)]
-    assert plan["stages"][2]["reason"] == "customize.hostname changed"
+    assert got == [("bootstrap", True), ("disk", False), ("drivers", False), ("export", False),
+                   ("verify", False)]
+    assert plan["stages"][1]["reason"] == "customize.hostname changed"
     r = ironforge("build", "debian-12-amd64", "--no-verify", "--json", cache=cache, out=tmp_path / "out2",
                   recipes=recipes)
     assert r.returncode == 0, r.stderr[-4000:]
     (res,) = json.loads(r.stdout)
-    assert res["cached_stages"] == 2 and res["stages"] == 5
+    assert res["cached_stages"] == 1 and res["stages"] == 4
     m = json.loads((tmp_path / "out2" / "debian-12-amd64" / "manifest.json").read_text())
-    assert [s["cached"] for s in m["stages"]] == [True, True, False, False, False]
+    assert [s["cached"] for s in m["stages"]] == [True, False, False, False]
     assert m["verification"] == {"status": "skipped"}
 
 

@@ -3,7 +3,7 @@
 The script works with a full Debian userland and with busybox alone (the tiny test guest runs the very
 same script as its init's last step). It reads the per-boot nonce from QEMU fw_cfg (the
 ``qemu_fw_cfg`` module exposes it under /sys/firmware) or, failing that, from SMBIOS type 11 OEM
-strings; gathers arch, kernel, root device, bound virtio drivers and the systemd state (waiting,
+strings; gathers arch, kernel, host name, root device, bound virtio drivers and the systemd state (waiting,
 bounded, for the boot to settle); prints ``systemd-analyze`` time, critical chain and blame as ``IRONFORGE-ANALYZE`` lines, then
 one ``IRONFORGE-READY`` line on ttyS0; and powers off.
 
@@ -15,7 +15,7 @@ from __future__ import annotations
 
 SCRIPT_PATH = "/usr/local/sbin/ironforge-probe"
 UNIT_NAME = "ironforge-probe.service"
-VERSION = 2
+VERSION = 3
 
 _SCRIPT = r"""#!/bin/sh
 # ironforge boot probe (injected into a throw-away verification overlay only).
@@ -85,8 +85,9 @@ if [ "$state" != none ] && command -v systemd-analyze >/dev/null 2>&1; then
         | tr -d '\033' | sed 's/^/IRONFORGE-ANALYZE /' > "$tty"
 fi
 
+host=$(cat /proc/sys/kernel/hostname 2>/dev/null | clean); [ -n "$host" ] || host=none
 up=$(cut -d ' ' -f 1 /proc/uptime)
-line="IRONFORGE-READY nonce=$(printf %s "$nonce" | clean) src=$src arch=$(uname -m | clean) kernel=$(uname -r | clean) root=$(printf %s "$root" | clean) rootdisks=$rootdisks virtio=$virtio state=$(printf %s "$state" | clean) failed=$failed probe=@VERSION@ uptime=$up"
+line="IRONFORGE-READY nonce=$(printf %s "$nonce" | clean) src=$src arch=$(uname -m | clean) kernel=$(uname -r | clean) root=$(printf %s "$root" | clean) rootdisks=$rootdisks virtio=$virtio state=$(printf %s "$state" | clean) failed=$failed host=$host probe=@VERSION@ uptime=$up"
 printf '\r\n%s\r\n' "$line" > "$tty"
 echo "$line"
 

@@ -29,7 +29,9 @@ from builder import qemu_img
 from builder.errors import BootFailure, IronforgeError, UsageError, VerifyError
 from builder.host.accel import Accel, choose
 from builder.image.probe import DEFAULT_MAX_VIRTUAL_SIZE, probe
+from builder.runner import inject_host
 from builder.runner.checks import DEFAULT_CHECKS, WINDOWS_CHECKS, CheckResult, run_checks
+from builder.runner.inject_host import OwnRoot
 from builder.runner.machine import Disk, MachineSpec, QemuMachine
 from builder.runner.waiter import READY, SerialFollower, WatchConfig, watch
 
@@ -60,6 +62,9 @@ class VerifyTarget:
     build: str | None = None          # expected CurrentBuildNumber; None: what the disk's hive says
     via: str = "qemu"                 # "libvirt": boot our domain XML through a real libvirt (runner.libvirt_boot)
     mac: str | None = None            # the NIC's MAC: the one the exported machine description gives
+    # The root filesystem of an image this build made (its disk stage's record): the probe then
+    # goes in from the host (runner.inject_host), not through a libguestfs launch
+    own_root: OwnRoot | None = None
     # Provenance for reports, when the caller knows it (a build's export stage, a manifest):
     image_sha256: str | None = None   # None: hashed here
     cache_keys: dict[str, str] = field(default_factory=dict)   # stage -> cache key
@@ -83,6 +88,7 @@ class VerifyResult:
     boot_seconds: float | None = None    # QEMU start to verdict (wall clock)
     guest_uptime: float | None = None    # the guest's own clock at the marker (kernel start to marker)
     inject_seconds: float | None = None
+    inject_via: str | None = None        # "host" (this build's own image) | "libguestfs" | None (not injected)
     total_seconds: float | None = None
     checks: list[CheckResult] = field(default_factory=list)
     marker: dict[str, str] = field(default_factory=dict)
@@ -142,6 +148,19 @@ def _settle_seconds(stall: float) -> int:
     return int(max(5, min(240, stall * 0.8)))
 
 
+def _inject_on_host(target: VerifyTarget, overlay: Path, work: Path) -> str | None:
+    """"host" when the probe went into the overlay from the host; None (and why, at -v) when
+    that route does not apply here and libguestfs must do it."""
+    try:
+        inject_host.inject_probe(overlay, target.own_root, work, settle_seconds=_settle_seconds(target.stall),
+                                 what=f"verify {target.label}")
+    except inject_host.HostInjectRefused as exc:
+        log.info("verify %s: the probe goes in through libguestfs (%s)", target.label, exc.message)
+        return None
+    log.info("verify %s: boot probe written into a throw-away overlay from the host", target.label)
+    return "host"
+
+
 def verify_image(target: VerifyTarget, out_dir: Path, *, accel: Accel | None = None,
                  interval: float = 0.05, cancel: threading.Event | None = None) -> VerifyResult:
     """Verify one image; evidence goes into ``out_dir``. Boot failures are results, not exceptions;
@@ -159,19 +178,22 @@ def verify_image(target: VerifyTarget, out_dir: Path, *, accel: Accel | None = N
     work = Path(tempfile.mkdtemp(prefix=f".verify-{os.getpid()}-", dir=out_dir))  # pid: see cache/sweep.py
     expected_arch = archmod.normalise(target.arch) if target.arch else None
     firmware = target.firmware
-    inject_seconds = None
+    inject_seconds, inject_via = None, None
     os_type, checks, expected_build = "linux", list(target.checks), target.build
     try:
         overlay = work / "overlay.qcow2"
         qemu_img.overlay(image, overlay, f"verify {target.label}: overlay", backing_format=info.format)
-        if target.inject:
+        t0 = time.monotonic()
+        if target.inject and target.own_root is not None and target.arch and firmware != "auto":
+            inject_via = _inject_on_host(target, overlay, work)
+            inject_seconds = time.monotonic() - t0 if inject_via else None
+        if target.inject and inject_via is None:
             from builder.runner.inject import inject_probe
 
-            t0 = time.monotonic()
             log.info("verify %s: injecting the boot probe into a throw-away overlay", target.label)
             facts = inject_probe(overlay, accel, settle_seconds=_settle_seconds(target.stall),
                                  what=f"verify {target.label}")
-            inject_seconds = time.monotonic() - t0
+            inject_seconds, inject_via = time.monotonic() - t0, "libguestfs"
             found = archmod.normalise(facts.arch) if facts.arch in archmod.ALIASES else None
             expected_arch = expected_arch or found
             if firmware == "auto":
@@ -226,6 +248,7 @@ def verify_image(target: VerifyTarget, out_dir: Path, *, accel: Accel | None = N
             image=str(target.image), name=target.label, arch=expected_arch, accel=accel.mode, firmware=firmware,
             status=PASSED, reason=outcome.status, message=outcome.message, hint=outcome.hint,
             boot_seconds=round(outcome.elapsed, 3), inject_seconds=round(inject_seconds, 3) if inject_seconds else None,
+            inject_via=inject_via,
             serial_log=str(serial), screenshot=shot, serial_tail=outcome.tail[-30:], image_format=info.format,
             image_sha256=target.image_sha256 or _sha256(image), cache_keys=dict(target.cache_keys),
             qemu_command=command, timeline=dict(outcome.timeline))

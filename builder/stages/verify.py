@@ -16,6 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
+from builder.runner import inject_host
 from builder.runner.checks import resolve_checks
 from builder.runner.report import write_junit
 from builder.runner.verify import VerifyResult, VerifyTarget, verify_image
@@ -59,9 +60,12 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     # the NIC the exported description gives (a converted guest keeps its source MAC, which a
     # MAC-matched network configuration needs): the boot proves the machine that is shipped
     macs = (export.data.get("machine") or {}).get("macs") or ()
+    # an image this build's own disk stage made: the probe goes in from the host (no appliance)
+    disk = inputs.get("disk")
     target = dataclasses.replace(target_for(ctx.recipe, image, ctx.options), cache_keys={"export": export.key},
                                  image_sha256=(export.data.get("qcow2") or {}).get("sha256"),
-                                 mac=macs[0] if macs and macs[0] else None)
+                                 mac=macs[0] if macs and macs[0] else None,
+                                 own_root=inject_host.own_root(disk.data) if disk is not None else None)
     ctx.log.info("verify: checks %s, timeout %.0f s, stall %.0f s", ",".join(target.checks) or "none",
                  target.timeout, target.stall)
     result = verify_image(target, ctx.workdir, accel=ctx.accel)
@@ -77,6 +81,8 @@ def run(ctx: StageContext, inputs: dict[str, Artifact]) -> Output:
     return Output(files={"serial": "serial.log", "junit": "junit.xml"}, data=data)
 
 
-STAGE = StageDef(name="verify", version=2, reads=("verify", "arch", "firmware", "os.family", "windows.disk_bus"), inputs=("export",), run=run,
-                 tools=("qemu-system-x86_64", "qemu-img", "libguestfs"),
+STAGE = StageDef(name="verify", version=2, reads=("verify", "arch", "firmware", "os.family", "windows.disk_bus"), inputs=("export", "disk"), run=run,
+                 tools=("qemu-system-x86_64", "qemu-img", "libguestfs", "qemu-storage-daemon", "debugfs"),
                  doc="Boot a throw-away overlay of the image with an injected probe; prove it reaches running.")
+# inputs: "disk" is there only in bootstrap builds (the image's own layout, for the host-side
+# probe injection); every other pipeline verifies through libguestfs's injection
