@@ -162,7 +162,8 @@ def collect(g, root: str) -> dict:
     links = getty_links(g)
     fw = firmware(g)
     uuids = {}
-    for dev, fstype in g.list_filesystems().items():
+    filesystems = g.list_filesystems()
+    for dev, fstype in filesystems.items():
         if fstype not in ("unknown", ""):
             try:
                 u = g.vfs_uuid(dev)
@@ -184,6 +185,9 @@ def collect(g, root: str) -> dict:
         "root": root,
         "root_is_lv": bool(g.is_lv(root)),
         "mountpoints": g.inspect_get_mountpoints(root),
+        # what the initramfs must mount: / (and /usr, which initramfs-tools mounts too)
+        "boot_fstypes": sorted({filesystems.get(dev, "unknown")
+                                for mp, dev in g.inspect_get_mountpoints(root).items() if mp in ("/", "/usr")}),
         "uuids": uuids,
         **fw,
         "esp_files": esp(g, arch) if fw["firmware"] == "uefi" else {},

@@ -151,9 +151,13 @@ def plan(facts: dict, macs: list[str] | None = None,
         if added:
             take([FileEdit(initramfs.MODULES_FILE, new, f"virtio modules {', '.join(added)} always in the "
                            "initramfs (the old configuration did not list them)", original.get(initramfs.MODULES_FILE))])
+        listed = kernel.root_modules(facts.get("boot_fstypes") or [])
         p.initramfs = {"tool": "initramfs-tools", "modules": list(modules), "added_to_config": added,
+                       "list_build": list(listed) if listed else None,
                        "why": "every kernel's initramfs checked for " + ", ".join(modules)
-                              + " by its listing; update-initramfs in the guest where one is missing"}
+                              + " by its listing; update-initramfs in the guest where one is missing"
+                              + (f" (MODULES=list for this build: the virtio set and {', '.join(listed)}; "
+                                 "the guest's own setting for its later builds)" if listed else "")}
     else:
         conf = f'add_drivers+=" {" ".join(modules)} "\n'
         take([FileEdit(DRACUT_CONF, conf, "dracut adds the virtio modules to every initramfs",
@@ -235,18 +239,22 @@ def apply(g, p: Plan, facts: dict, logger: logging.Logger | None = None) -> dict
         out = guest_command(g, list(r.argv), limit=r.limit, what=" ".join(r.argv) + " in the guest")
         done.setdefault("removals", []).append({"command": " ".join(r.argv), "output": out[-2000:]})
     if p.initramfs.get("tool") == "initramfs-tools":
-        done["initramfs"] = initramfs.ensure(g, p.initramfs["modules"], logger)
-        if p.network.get("action") == "moved":
-            # the initramfs's udev names NICs before / is mounted, with the .link files it was
-            # built with: without ours the virtio NIC gets the default name (ens4), which the
-            # real root's udev then keeps, and ifupdown waits for the old one
-            for v in done["initramfs"]["kernels"]:
-                if v not in done["initramfs"]["rebuilt"]:
-                    logger.info("in guest: update-initramfs -u -k %s (the NIC's .link file)", v)
-                    guest_command(g, ["update-initramfs", "-u", "-k", v], limit=initramfs.UPDATE_LIMIT,
-                                  what=f"update-initramfs -u -k {v} in the image")
-                    done["initramfs"]["rebuilt"].append(v)
-                    done["initramfs"].setdefault("rebuilt_for_link", []).append(v)
+        listed = p.initramfs.get("list_build")
+        with kernel.list_build(g, tuple(listed) if listed else None) as setting:
+            done["initramfs"] = initramfs.ensure(g, p.initramfs["modules"], logger)
+            if p.network.get("action") == "moved":
+                # the initramfs's udev names NICs before / is mounted, with the .link files it was
+                # built with: without ours the virtio NIC gets the default name (ens4), which the
+                # real root's udev then keeps, and ifupdown waits for the old one
+                for v in done["initramfs"]["kernels"]:
+                    if v not in done["initramfs"]["rebuilt"]:
+                        logger.info("in guest: update-initramfs -u -k %s (the NIC's .link file)", v)
+                        guest_command(g, ["update-initramfs", "-u", "-k", v], limit=initramfs.UPDATE_LIMIT,
+                                      what=f"update-initramfs -u -k {v} in the image")
+                        done["initramfs"]["rebuilt"].append(v)
+                        done["initramfs"].setdefault("rebuilt_for_link", []).append(v)
+        if setting and done["initramfs"]["rebuilt"]:
+            done["initramfs"]["setting"] = setting
     elif p.initramfs.get("tool") == "dracut":
         for k in facts["kernels"]:
             if k["vmlinuz"]:

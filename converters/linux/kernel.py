@@ -8,9 +8,11 @@ the Debian default-kernel pin (converters/linux/fixups.default_kernel) points GR
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import re
 from pathlib import Path
+from typing import Iterator
 
 from builder import arch as archmod
 from builder import settings
@@ -34,13 +36,45 @@ def package_for(facts: dict) -> str | None:
     return rel.kernel(arch)
 
 
-# A first initramfs for a guest that has never booted: MODULES=list, the listed modules and
-# their dependencies only. MODULES=most copies every storage and filesystem driver the kernel has,
-# which under TCG costs minutes for hardware this VM will never have; the virtio set plus the
-# root filesystem is what its first boot needs. The setting is removed again after this launch,
-# so the guest's own later initramfs builds (a kernel upgrade) are its release's default.
+# The initramfs a conversion builds: MODULES=list, the listed modules (the virtio set, in
+# /etc/initramfs-tools/modules, and the root filesystem's) with their dependencies, plus what the
+# guest's hooks add themselves (lvm2, mdadm, cryptsetup). MODULES=most copies every storage and
+# filesystem driver the kernel has, which under TCG costs minutes (most of a Xen guest's whole
+# conversion) for hardware this VM will never have. The setting lives only for the builds in
+# ``list_build``: the guest's own later initramfs builds (a kernel upgrade) are its own setting.
 FIRST_BUILD_CONF = "/etc/initramfs-tools/conf.d/90-ironforge-first-build"
 FIRST_BUILD_MODULES = "/usr/share/initramfs-tools/modules.d/90-ironforge-first-build.conf"
+
+
+@contextlib.contextmanager
+def list_build(g, extra: tuple[str, ...] | None) -> Iterator[dict | None]:
+    """Inside the block, initramfs-tools builds are MODULES=list with ``extra`` listed (None: the
+    guest's own setting, untouched). Yields what to put in the report, or None."""
+    if extra is None:
+        yield None
+        return
+    for path, body in ((FIRST_BUILD_CONF, "MODULES=list\n"),
+                       (FIRST_BUILD_MODULES, "".join(f"{m}\n" for m in extra))):
+        g.mkdir_p(path.rsplit("/", 1)[0])
+        g.write(path, f"# ironforge convert: this launch only (converters/linux/kernel.py)\n{body}".encode())
+    try:
+        yield {"modules": "list", "extra": list(extra)}
+    finally:
+        g.rm_f(FIRST_BUILD_CONF)
+        g.rm_f(FIRST_BUILD_MODULES)
+
+
+def root_modules(fstypes: list[str]) -> tuple[str, ...] | None:
+    """The kernel modules mounting these filesystems needs (ext2/3/4 are all the ext4 driver), or
+    None when one is not known here: then the guest keeps its own MODULES setting."""
+    names = []
+    for t in fstypes:
+        m = "ext4" if t in ("ext2", "ext3", "ext4") else t if t in ("xfs", "btrfs", "f2fs", "jfs") else None
+        if m is None:
+            return None
+        if m not in names:
+            names.append(m)
+    return tuple(names) or None
 
 
 def install(g, got: packages.Fetched, modules=settings.VIRTIO_MODULES,
@@ -70,21 +104,13 @@ def install(g, got: packages.Fetched, modules=settings.VIRTIO_MODULES,
     brought = set(new_kernel_versions(got))
     todo = [v for v in sorted(n[len("vmlinuz-"):] for n in g.ls("/boot") if n.startswith("vmlinuz-"))
             if v in brought and g.is_dir(f"/lib/modules/{v}") and not g.is_file(f"/boot/initrd.img-{v}")]
-    if first_build is not None and todo:
-        for path, body in ((FIRST_BUILD_CONF, "MODULES=list\n"),
-                           (FIRST_BUILD_MODULES, "".join(f"{m}\n" for m in first_build))):
-            g.mkdir_p(path.rsplit("/", 1)[0])
-            g.write(path, f"# ironforge convert: this launch only (converters/linux/kernel.py)\n{body}".encode())
-        done["first_initramfs"] = {"modules": "list", "extra": list(first_build)}
-    try:
+    with list_build(g, first_build if todo else None) as listed:
+        if listed:
+            done["first_initramfs"] = listed
         for v in todo:
             log.info("in guest: update-initramfs -c -k %s", v)
             guest_sh(g, f"update-initramfs -c -k {v} 2>&1", limit=initramfs.UPDATE_LIMIT,
                      what=f"update-initramfs -c -k {v} in the guest")
-    finally:
-        if "first_initramfs" in done:
-            g.rm_f(FIRST_BUILD_CONF)
-            g.rm_f(FIRST_BUILD_MODULES)
     done["initramfs_built"] = todo
     return done
 

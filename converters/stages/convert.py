@@ -58,7 +58,9 @@ def _install_kernel(ctx, g, facts: dict, p: fixups.Plan) -> tuple[dict, dict]:
                              [p.kernel_install["package"]], tmp / "apt",
                              mirror=ctx.recipe.get("build.mirror", "http://deb.debian.org/debian"),
                              offline=ctx.offline)
-        done = kernel.install(g, got, modules_for(ctx.recipe), ctx.log)
+        # its first initramfs is MODULES=list, as every initramfs a conversion builds
+        done = kernel.install(g, got, modules_for(ctx.recipe), ctx.log,
+                              first_build=kernel.root_modules(facts.get("boot_fstypes") or []))
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     new = [{"version": v, "vmlinuz": True, "initrd": True, "virtio": ["virtio_blk"], "virtio_capable": True,

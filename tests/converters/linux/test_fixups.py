@@ -109,6 +109,18 @@ def test_plan_merges_edits_per_file_and_lists_every_reason():
     assert p.grub["install"] and p.grub["regenerate"]
 
 
+def test_the_conversions_initramfs_is_modules_list_for_the_filesystems_it_mounts():
+    from converters.linux import kernel
+    p = fixups.plan(_facts(boot_fstypes=["ext4"]))
+    assert p.initramfs["list_build"] == ["ext4"] and "MODULES=list for this build" in p.initramfs["why"]
+    assert fixups.plan(_facts(boot_fstypes=["ext3", "xfs"])).initramfs["list_build"] == ["ext4", "xfs"]
+    # a filesystem this table does not know, or none found: the guest keeps its own setting
+    for fstypes in (["ext4", "zfs"], [], ["unknown"]):
+        p = fixups.plan(_facts(boot_fstypes=fstypes))
+        assert p.initramfs["list_build"] is None and "MODULES=list" not in p.initramfs["why"]
+    assert kernel.root_modules(["ext2", "ext4"]) == ("ext4",)
+
+
 XEN_ONLY = [{"version": "2.6.18-xen", "vmlinuz": True, "initrd": True, "virtio": [],
              "virtio_capable": False, "xen_pv_only": True}]
 

@@ -24,6 +24,7 @@ from linux_bootstrap_support import host_lsinitramfs
 
 from builder.host.accel import choose
 from builder.host.guestfs_session import Drive, session
+from converters.linux import kernel
 
 REPO = Path(__file__).resolve().parents[3]
 
@@ -60,6 +61,8 @@ def readback(converted):
                   "/etc/udev/rules.d/70-persistent-net.rules", "/etc/systemd/network/10-ironforge-virtio-nic.link"):
             f[p] = g.cat(p) if g.is_file(p) else None
         f["dpkg_status"] = g.cat("/var/lib/dpkg/status")
+        f["initramfs_conf"] = g.cat("/etc/initramfs-tools/initramfs.conf")
+        f["list_build_left"] = [p for p in (kernel.FIRST_BUILD_CONF, kernel.FIRST_BUILD_MODULES) if g.exists(p)]
         f["standin_marker"] = g.exists(STANDIN_MARKER)
         wants = "/etc/systemd/system/getty.target.wants"
         f["gettys"] = {n: g.readlink(f"{wants}/{n}") for n in g.ls(wants)}
@@ -98,6 +101,20 @@ def test_initramfs_configured_and_built_with_virtio(readback):
     assert readback["initramfs"]
     for v, listing in readback["initramfs"].items():
         assert any(p.endswith(("/virtio_blk.ko", "/virtio_blk.ko.xz", "/virtio_blk.ko.zst")) for p in listing), v
+
+
+def test_the_rebuilt_initramfs_was_modules_list_and_the_guest_keeps_its_own_setting(readback, converted):
+    done = json.loads((converted["cache"] / "stages" / next(
+        s["key"] for s in converted["manifest"]["stages"] if s["name"] == "convert") / "meta.json").read_text())
+    initrd = done["data"]["done"]["initramfs"]
+    assert initrd["rebuilt"] and initrd["setting"] == {"modules": "list", "extra": ["ext4"]}
+    (listing,) = readback["initramfs"].values()
+    mods = {p.rsplit("/", 1)[-1].split(".ko")[0] for p in listing if ".ko" in p}
+    assert {"virtio_blk", "virtio_net", "ext4", "xen-blkfront"} <= mods
+    # MODULES=most would have brought every storage driver; list brings none the VM lacks
+    assert not mods & {"ahci", "nvme", "mptspi", "megaraid_sas", "usb-storage"}, sorted(mods)
+    assert re.search(r"^MODULES=most$", readback["initramfs_conf"], re.M)
+    assert readback["list_build_left"] == []
 
 
 def test_network_mac_rule_dropped_and_eth0_moved_to_the_virtio_nic(readback, converted):
