@@ -316,14 +316,14 @@ def _boot_until_powered_off(disk: Path, serial: Path) -> str:
 @pytest.mark.boot
 @pytest.mark.slow      # customize + drivers + export + two TCG boots: about 8 minutes here
 def test_firstboot_runs_once_at_boot_as_the_user_setup_expects(tmp_path):
-    """The real pipeline (bootstrap -> disk -> customize -> drivers -> export, in the shared test
-    engine cache) and two real boots of the same disk: on the first, the first-boot unit runs its
-    commands after the accounts, sudoers and hostname are in place, then disables itself (the
-    console shows each step); on the second, none of it runs again."""
+    """The real pipeline (bootstrap -> disk -> drivers -> export, in the shared test engine cache:
+    these customizations only edit files, so the disk stage applies them to the tree on the host)
+    and two real boots of the same disk: on the first, the first-boot unit runs its commands after
+    the accounts, sudoers and hostname are in place, then disables itself (the console shows each
+    step); on the second, none of it runs again."""
     import linux_bootstrap_support as lbs
-    from builder import qemu_img
+    from builder import pipeline, qemu_img
     from builder.runner.inject import inject_probe
-    from builder.stages import bootstrap, disk, drivers, export
 
     recipe = lbs.variant(
         "debian-12-amd64", customize__hostname="fbhost",
@@ -334,8 +334,9 @@ def test_firstboot_runs_once_at_boot_as_the_user_setup_expects(tmp_path):
             "runuser -u alice -- sudo -n true && echo IRONFORGE-FB-SUDO-OK",
             "test ! -e /var/lib/ironforge/firstboot.done && echo IRONFORGE-FB-FIRST-TIME",
         ])
-    result = lbs.engine().run(recipe, [bootstrap.STAGE, disk.STAGE, stage.STAGE, drivers.STAGE,
-                                       export.STAGE])
+    stages = pipeline.stages_for(recipe, verify=False)
+    assert [s.name for s in stages] == ["bootstrap", "disk", "drivers", "export"]
+    result = lbs.engine().run(recipe, stages)
     # one writable layer over the exported image, booted twice: the cached image stays as it was
     booted = qemu_img.overlay(result.artifacts["export"].image, tmp_path / "booted.qcow2")
     inject_probe(booted, accelmod.choose(), settle_seconds=240, what="firstboot test")
