@@ -95,3 +95,51 @@ release = "12"
 [build]
 method = "bootstrap"
 """
+
+# What both customize routes are checked with (the appliance's, tests/stages/test_customize.py;
+# the host tree's, tests/linux/test_tree_edit.py): identity, a root password by environment, two
+# users (one with sudo, keys and a password by file), files by source and by content with owners.
+IDENTITY = """
+[customize]
+hostname = "forged"
+timezone = "Europe/Paris"
+locale = "en_US.UTF-8"
+root_password = { env = "IRONFORGE_TEST_ROOT_PW" }
+"""
+
+ACCOUNTS_AND_FILES = f"""
+[[customize.users]]
+name = "alice"
+sudo = true
+groups = ["adm", "users"]
+ssh_keys = {json.dumps(ALICE_KEYS)}
+password = {{ file = "secrets/alice.pw" }}
+
+[[customize.users]]
+name = "dave"
+shell = "/bin/sh"
+
+[[customize.files]]
+path = "/etc/motd"
+source = "files/motd"
+mode = "0600"
+owner = "alice"
+
+[[customize.files]]
+path = "/opt/app/config.ini"
+content = "[app]\\nname = forged\\n"
+mode = "0640"
+owner = "root:adm"
+"""
+
+
+def recipe_dir(tmp_path: Path, text: str) -> Path:
+    """A recipe folder holding ``text`` as full.toml, with the secret and source files it names."""
+    rdir = tmp_path / "recipes"
+    (rdir / "secrets").mkdir(parents=True)
+    (rdir / "files").mkdir()
+    (rdir / "secrets" / "alice.pw").write_text(ALICE_PW + "\n")
+    (rdir / "files" / "motd").write_text("Welcome to forged\n")
+    (rdir / "full.toml").write_text(text)
+    return rdir / "full.toml"
+

@@ -33,45 +33,21 @@ def write_recipe(tmp_path: Path, customize_toml: str) -> Path:
 # --- spec from a recipe (no appliance) --------------------------------------------------------
 
 def test_spec_from_recipe_resolves_secrets_reads_sources_and_hides_values(tmp_path):
-    (tmp_path / "files").mkdir()
-    (tmp_path / "files" / "motd").write_bytes(b"hello from a source file\n")
-    (tmp_path / "alice.pw").write_text("alice-file-password\n")
-    path = write_recipe(tmp_path, """
-        [customize]
-        hostname = "spec-host"
-        timezone = "Europe/Paris"
-        locale = "en_US.UTF-8"
-        root_password = { env = "TEST_ROOT_PW" }
-        packages = ["hello"]
-        commands = ["true"]
-        firstboot = ["echo hi"]
-        [[customize.users]]
-        name = "alice"
-        sudo = true
-        groups = ["adm"]
-        ssh_keys = ["ssh-ed25519 AAAAC3Nza alice@test"]
-        password = { file = "alice.pw" }
-        [[customize.files]]
-        path = "/etc/motd"
-        source = "files/motd"
-        mode = "0600"
-        owner = "alice"
-        [[customize.files]]
-        path = "/etc/inline"
-        content = "inline\\n"
-    """)
-    spec = cz.CustomizeSpec.from_recipe(recipemod.load(path), {"TEST_ROOT_PW": "root-env-password"})
-    assert spec.hostname == "spec-host" and spec.timezone == "Europe/Paris" and spec.locale == "en_US.UTF-8"
-    assert secrets.verify_password("root-env-password", spec.root_password.reveal())
+    text = (customize_support.RECIPE_HEAD + customize_support.IDENTITY
+            + 'packages = ["hello"]\ncommands = ["true"]\nfirstboot = ["echo hi"]\n' + customize_support.ACCOUNTS_AND_FILES)
+    path = customize_support.recipe_dir(tmp_path, text)
+    root_pw, alice_pw = customize_support.ROOT_PW, customize_support.ALICE_PW
+    spec = cz.CustomizeSpec.from_recipe(recipemod.load(path), {"IRONFORGE_TEST_ROOT_PW": root_pw})
+    assert spec.hostname == "forged" and spec.timezone == "Europe/Paris" and spec.locale == "en_US.UTF-8"
+    assert secrets.verify_password(root_pw, spec.root_password.reveal())
     alice = spec.users[0]
-    assert (alice.name, alice.sudo, alice.groups, alice.shell) == ("alice", True, ("adm",), "/bin/bash")
-    assert secrets.verify_password("alice-file-password", alice.password.reveal())
-    assert spec.files[0] == cz.FileSpec("/etc/motd", b"hello from a source file\n", 0o600, "alice")
-    assert spec.files[1] == cz.FileSpec("/etc/inline", b"inline\n", 0o644, "root")
-    assert spec.needs_network
+    assert (alice.name, alice.sudo, alice.groups, alice.shell) == ("alice", True, ("adm", "users"), "/bin/bash")
+    assert secrets.verify_password(alice_pw, alice.password.reveal())
+    assert spec.files[0] == cz.FileSpec("/etc/motd", b"Welcome to forged\n", 0o600, "alice")
+    assert spec.files[1] == cz.FileSpec("/opt/app/config.ini", b"[app]\nname = forged\n", 0o640, "root:adm")
+    assert spec.needs_network and not cz.on_host(recipemod.load(path))
     for text in (repr(spec), str(spec.summary())):
-        for s in ("root-env-password", "alice-file-password", spec.root_password.reveal(),
-                  alice.password.reveal()):
+        for s in (root_pw, alice_pw, spec.root_password.reveal(), alice.password.reveal()):
             assert s not in text
     assert spec.summary()["root"] == "password" and spec.summary()["sudo_users"] == ["alice"]
 

@@ -87,47 +87,12 @@ def test_mkdir_p_follows_usr_merge_links_and_ln_sf_replaces(tree):
         t.mkdir_p("/etc/file/sub")
 
 
-FILE_ONLY = customize_support.RECIPE_HEAD + f"""
-[customize]
-hostname = "forged"
-timezone = "Europe/Paris"
-locale = "en_US.UTF-8"
-root_password = {{ env = "IRONFORGE_TEST_ROOT_PW" }}
-firstboot = ["echo first boot > /var/tmp/firstboot-ran"]
-
-[[customize.users]]
-name = "alice"
-sudo = true
-groups = ["adm", "users"]
-ssh_keys = {json.dumps(ALICE_KEYS)}
-password = {{ file = "secrets/alice.pw" }}
-
-[[customize.users]]
-name = "dave"
-shell = "/bin/sh"
-
-[[customize.files]]
-path = "/etc/motd"
-source = "files/motd"
-mode = "0600"
-owner = "alice"
-
-[[customize.files]]
-path = "/opt/app/config.ini"
-content = "[app]\\nname = forged\\n"
-mode = "0640"
-owner = "root:adm"
-"""
+FILE_ONLY = (customize_support.RECIPE_HEAD + customize_support.IDENTITY
+             + 'firstboot = ["echo first boot > /var/tmp/firstboot-ran"]\n' + customize_support.ACCOUNTS_AND_FILES)
 
 
 def test_every_file_only_customization_applied_to_a_real_debian_tree(tmp_path, caplog):
-    rdir = tmp_path / "recipes"
-    (rdir / "secrets").mkdir(parents=True)
-    (rdir / "files").mkdir()
-    (rdir / "secrets" / "alice.pw").write_text(ALICE_PW + "\n")
-    (rdir / "files" / "motd").write_text("Welcome to forged\n")
-    (rdir / "r.toml").write_text(FILE_ONLY)
-    recipe = recipemod.load(rdir / "r.toml")
+    recipe = recipemod.load(customize_support.recipe_dir(tmp_path, FILE_ONLY))
     assert cz.on_host(recipe)
     spec = cz.CustomizeSpec.from_recipe(recipe, {"IRONFORGE_TEST_ROOT_PW": ROOT_PW})
     root = customize_support.base_tree(tmp_path / "root")

@@ -26,42 +26,14 @@ import customize_support
 
 from customize_support import ALICE_KEYS, ALICE_PW, ROOT_PW
 
-FULL_RECIPE = customize_support.RECIPE_HEAD + f"""
-[customize]
-hostname = "forged"
-timezone = "Europe/Paris"
-locale = "en_US.UTF-8"
-root_password = {{ env = "IRONFORGE_TEST_ROOT_PW" }}
+FULL_RECIPE = customize_support.RECIPE_HEAD + customize_support.IDENTITY + """
 packages = ["hello"]
 commands = [
   "hostname_now=$(cat /etc/hostname); echo \\"$hostname_now $(id -un)\\" > /var/tmp/command-ran",
   "cp /opt/app/config.ini /var/tmp/config-copy && test -x /usr/sbin/policy-rc.d",
 ]
 firstboot = ["echo first boot > /var/tmp/firstboot-ran", "systemctl is-system-running || true"]
-
-[[customize.users]]
-name = "alice"
-sudo = true
-groups = ["adm", "users"]
-ssh_keys = {json.dumps(ALICE_KEYS)}
-password = {{ file = "secrets/alice.pw" }}
-
-[[customize.users]]
-name = "dave"
-shell = "/bin/sh"
-
-[[customize.files]]
-path = "/etc/motd"
-source = "files/motd"
-mode = "0600"
-owner = "alice"
-
-[[customize.files]]
-path = "/opt/app/config.ini"
-content = "[app]\\nname = forged\\n"
-mode = "0640"
-owner = "root:adm"
-"""
+""" + customize_support.ACCOUNTS_AND_FILES
 
 
 def counting(factory):
@@ -94,14 +66,7 @@ def base_image():
 
 @pytest.fixture()
 def full_recipe(tmp_path):
-    rdir = tmp_path / "recipes"
-    (rdir / "secrets").mkdir(parents=True)
-    (rdir / "files").mkdir()
-    (rdir / "secrets" / "alice.pw").write_text(ALICE_PW + "\n")
-    (rdir / "files" / "motd").write_text("Welcome to forged\n")
-    path = rdir / "full.toml"
-    path.write_text(FULL_RECIPE)
-    return recipemod.load(path)
+    return recipemod.load(customize_support.recipe_dir(tmp_path, FULL_RECIPE))
 
 
 def test_stage_definition():
