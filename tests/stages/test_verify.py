@@ -56,9 +56,10 @@ def sha256(path: Path) -> str:
 
 
 def test_stage_declaration():
-    assert STAGE.name == "verify" and STAGE.inputs == ("export",)
+    # "disk" (bootstrap builds only): where this build's own root filesystem is, for the host route
+    assert STAGE.name == "verify" and STAGE.inputs == ("export", "disk")
     assert set(STAGE.reads) == {"verify", "arch", "firmware", "os.family", "windows.disk_bus"}
-    assert "libguestfs" in STAGE.tools
+    assert {"libguestfs", "qemu-storage-daemon", "debugfs"} <= set(STAGE.tools)
 
 
 @pytest.mark.boot
@@ -75,6 +76,8 @@ def test_stage_passes_and_leaves_the_image_untouched(bootable, tmp_path):
     assert out.data["status"] == "passed" and out.data["arch"] == "x86_64" and out.data["firmware"] == "bios"
     assert [c["name"] for c in out.data["checks"]] == ["arch", "virtio-root", "virtio-drivers"]
     assert out.data["marker"]["root"] == "/dev/vda2"
+    # no disk stage before it (an image this build did not make): the probe went in by libguestfs
+    assert out.data["inject_via"] == "libguestfs"
     json.dumps(out.data)  # the engine stores it as JSON
     serial = (ctx.workdir / "serial.log").read_text()
     assert "running the injected probe unit" in serial and "IRONFORGE-READY" in serial
