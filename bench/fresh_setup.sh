@@ -1,0 +1,20 @@
+#!/bin/sh
+# `make setup` timed on a fresh machine: a new minimal Debian 12 (mmdebstrap minbase plus make,
+# what a new machine with a clone of this repository has), with a clone of this checkout in it,
+# then `make debs` and `make setup` run inside it as a new user would, against deb.debian.org.
+# Run by hand as root (not part of `make bench`: it installs ~360 packages into a throw-away tree).
+#
+#   sh bench/fresh_setup.sh            # prints: make debs … s; venv … s; make setup total … s
+#
+# A host whose HTTPS goes through an inspecting proxy has its CA in
+# /usr/local/share/ca-certificates; it is copied in first (untimed), or pip cannot reach PyPI.
+set -e
+here=$(cd "$(dirname "$0")/.." && pwd)
+work=$(mktemp -d /var/tmp/fresh-setup.XXXXXX)
+trap 'rm -rf "$work"' EXIT
+git clone -q "$here" "$work/src"
+mmdebstrap --quiet --mode=root --variant=minbase --include=make,ca-certificates \
+  --customize-hook="cp -a '$work/src' \"\$1/src\"; for c in /usr/local/share/ca-certificates/*.crt; do [ -e \"\$c\" ] && cp \"\$c\" \"\$1/usr/local/share/ca-certificates/\"; done; chroot \"\$1\" update-ca-certificates >/dev/null 2>&1 || true" \
+  --customize-hook="t0=\$(date +%s.%N); chroot \"\$1\" sh -c 'cd /src && make debs' > '$work/make.log' 2>&1; r1=\$?; t1=\$(date +%s.%N); chroot \"\$1\" sh -c 'cd /src && make setup' >> '$work/make.log' 2>&1; r2=\$?; t2=\$(date +%s.%N); python3 -c \"print('make debs %.1f s (exit \$r1); venv %.1f s (exit \$r2); make setup total %.1f s' % (\$t1-\$t0, \$t2-\$t1, \$t2-\$t0))\" > '$work/result'" \
+  bookworm "$work/root" http://deb.debian.org/debian || { tail -30 "$work/make.log"; exit 1; }
+cat "$work/result"
