@@ -37,12 +37,6 @@ from builder.recipe import load  # noqa: E402
 from builder.stages import bootstrap  # noqa: E402
 
 
-def cold_stages(recipe) -> list:
-    """bootstrap -> disk -> drivers as the recipe's pipeline has them (its disk stage applies
-    file-only customizations), so the verified build after them finds them as cache hits."""
-    return [s for s in pipeline.stages_for(recipe, verify=False) if s.name in ("bootstrap", "disk", "drivers")]
-
-
 def plain_mmdebstrap(spec: mmdebstrap.Spec, out: Path) -> float:
     cmd = ["mmdebstrap", f"--variant={spec.variant}", f"--architectures={spec.arch}",
            f"--include={','.join(spec.packages)}", spec.suite, str(out), spec.mirror]
@@ -85,10 +79,10 @@ def main() -> int:
         (tmp / "plain.tar").unlink()
 
         t0 = time.monotonic()
-        cold = eng.run(recipe, cold_stages(recipe))
+        cold = eng.run(recipe, pipeline.base_image_stages(recipe))
         t_cold = time.monotonic() - t0
         t0 = time.monotonic()
-        warm = eng.run(recipe, cold_stages(recipe))
+        warm = eng.run(recipe, pipeline.base_image_stages(recipe))
         t_warm = time.monotonic() - t0
         assert all(s.hit for s in warm.steps), [(s.name, s.reason) for s in warm.steps]
         # the rest of the pipeline on top of the cold stages (hits now): what `make build` adds

@@ -82,6 +82,13 @@ def stages_for(recipe: Recipe, verify: bool = True) -> list[StageDef]:
     return [load_stage(n, recipe) for n in stage_names(recipe, verify)]
 
 
+def base_image_stages(recipe: Recipe) -> list[StageDef]:
+    """bootstrap -> disk -> drivers as this recipe's pipeline has them (its disk stage may apply
+    file-only customizations): the Debian base image benches and test fixtures start from, under
+    the same keys `ironforge build` uses."""
+    return [s for s in stages_for(recipe, verify=False) if s.name in ("bootstrap", "disk", "drivers")]
+
+
 def plan_facts(recipe: Recipe, store) -> dict:
     """Facts `plan` shows beside the stages: for Windows, the editions the media hold."""
     if recipe.family != "windows":

@@ -22,11 +22,9 @@ from builder.host.guestfs_session import Drive, session
 from builder.recipe import Recipe, load
 
 
-def stages(recipe: Recipe) -> list:
-    """bootstrap -> disk -> drivers as the recipe's own pipeline has them: the disk stage applies
-    file-only customizations (disk.CUSTOMIZING), so these are the keys `ironforge build` uses
-    and the e2e tests find them in the shared cache."""
-    return [s for s in pipeline.stages_for(recipe, verify=False) if s.name in ("bootstrap", "disk", "drivers")]
+# bootstrap -> disk -> drivers as the recipe's pipeline has them (the disk stage may apply
+# file-only customizations), so the e2e tests find these same keys in the shared cache
+stages = pipeline.base_image_stages
 
 
 def engine() -> Engine:

@@ -15,6 +15,9 @@ from __future__ import annotations
 
 SCRIPT_PATH = "/usr/local/sbin/ironforge-probe"
 UNIT_NAME = "ironforge-probe.service"
+# where both injection routes (runner.inject, runner.inject_host) put the unit and its enable link
+UNIT_PATH = f"/etc/systemd/system/{UNIT_NAME}"
+WANTS_LINK = f"/etc/systemd/system/multi-user.target.wants/{UNIT_NAME}"
 VERSION = 3
 
 _SCRIPT = r"""#!/bin/sh

@@ -16,7 +16,6 @@ from builder.host.accel import Accel
 from builder.host.guestfs_session import Drive, session
 from builder.runner import guest_probe
 
-UNIT_DIR = "/etc/systemd/system"
 
 
 @dataclass(frozen=True)
@@ -80,10 +79,9 @@ def _inject_linux(g, settle_seconds: int, what: str) -> GuestFacts:
         g.mkdir_p(script_dir)
         g.write(guest_probe.SCRIPT_PATH, guest_probe.script(settle_seconds).encode())
         g.chmod(0o755, guest_probe.SCRIPT_PATH)
-        g.mkdir_p(f"{UNIT_DIR}/multi-user.target.wants")
-        g.write(f"{UNIT_DIR}/{guest_probe.UNIT_NAME}", guest_probe.unit().encode())
-        g.ln_sf(f"{UNIT_DIR}/{guest_probe.UNIT_NAME}",
-                f"{UNIT_DIR}/multi-user.target.wants/{guest_probe.UNIT_NAME}")
+        g.mkdir_p(str(Path(guest_probe.WANTS_LINK).parent))
+        g.write(guest_probe.UNIT_PATH, guest_probe.unit().encode())
+        g.ln_sf(guest_probe.UNIT_PATH, guest_probe.WANTS_LINK)
         g.sync()
     return GuestFacts(os_type=guest.type, distro=distro, version=version, arch=facts_arch, firmware=firmware,
                       hostname=hostname)

@@ -27,8 +27,6 @@ from builder.host import proc as hostproc
 from builder.host import tools
 from builder.runner import guest_probe
 
-UNIT_DIR = "/etc/systemd/system"
-WANTS_DIR = f"{UNIT_DIR}/multi-user.target.wants"
 DEBUGFS_TIMEOUT = 120
 
 _SUPERBLOCK_AT = 1024
@@ -102,8 +100,8 @@ def inject_probe(overlay: Path, root: OwnRoot, work: Path, *, settle_seconds: in
     script.write_text(guest_probe.script(settle_seconds))
     unit = work / "probe.service"
     unit.write_text(guest_probe.unit())
-    unit_path = f"{UNIT_DIR}/{guest_probe.UNIT_NAME}"
-    link = (f"{WANTS_DIR}/{guest_probe.UNIT_NAME}", unit_path)
+    unit_path = guest_probe.UNIT_PATH
+    link = (guest_probe.WANTS_LINK, unit_path)
     cmds = work / "debugfs.cmds"
     cmds.write_text(_commands([(guest_probe.SCRIPT_PATH, script, 0o755), (unit_path, unit, 0o644)], [link]))
     with fuse_export.raw_view(overlay, work / "overlay.raw", writable=True, what=what) as raw:

@@ -11,13 +11,13 @@ from __future__ import annotations
 import re
 
 from builder.linux import guestfacts, initramfs
-from builder.linux.diskimage import BIOS_BOOT_GUID
+from builder.linux.diskimage import BIOS_BOOT_GUID, GPT_TYPES
 from converters.linux import console, devices, network, tools
 
 MAX_TEXT = 1 << 20          # a config file over 1 MiB is not one we rewrite
 MAX_DIR_ENTRIES = 200
 
-ESP_GUID = "C12A7328-F81F-11D2-BA4B-00A0C93EC93B"
+ESP_GUID = GPT_TYPES["esp"]
 
 FILES = ("/etc/fstab", "/etc/default/grub", "/etc/kernel/cmdline", "/boot/grub/grub.cfg",
          "/boot/grub/menu.lst", "/boot/grub2/grub.cfg", "/etc/sysconfig/grub", "/boot/grub/device.map",
@@ -163,6 +163,7 @@ def collect(g, root: str) -> dict:
     fw = firmware(g)
     uuids = {}
     filesystems = g.list_filesystems()
+    mountpoints = g.inspect_get_mountpoints(root)
     for dev, fstype in filesystems.items():
         if fstype not in ("unknown", ""):
             try:
@@ -184,10 +185,10 @@ def collect(g, root: str) -> dict:
         "package_format": pkgfmt,
         "root": root,
         "root_is_lv": bool(g.is_lv(root)),
-        "mountpoints": g.inspect_get_mountpoints(root),
+        "mountpoints": mountpoints,
         # what the initramfs must mount: / (and /usr, which initramfs-tools mounts too)
         "boot_fstypes": sorted({filesystems.get(dev, "unknown")
-                                for mp, dev in g.inspect_get_mountpoints(root).items() if mp in ("/", "/usr")}),
+                                for mp, dev in mountpoints.items() if mp in ("/", "/usr")}),
         "uuids": uuids,
         **fw,
         "esp_files": esp(g, arch) if fw["firmware"] == "uefi" else {},

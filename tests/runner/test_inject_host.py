@@ -4,11 +4,14 @@ by an independent libguestfs launch; and every reason the host route steps aside
 
 from __future__ import annotations
 
+import dataclasses
 import hashlib
 import subprocess
 import uuid as uuidlib
 
 import pytest
+
+from fuse_support import without_dev_fuse
 
 from builder import qemu_img
 from builder.host import accel as accelmod
@@ -78,8 +81,9 @@ def _refused(image, tmp_path, root) -> str:
     overlay = qemu_img.overlay(image, tmp_path / "overlay.qcow2")
     with pytest.raises(inject_host.HostInjectRefused) as exc:
         inject_host.inject_probe(overlay, root, tmp_path, settle_seconds=10)
-    assert subprocess.run(["qemu-img", "info", "--output=json", str(overlay)], capture_output=True,
-                          check=True).returncode == 0
+    # refused before any write: the overlay still reads exactly as the image under it
+    same = subprocess.run(["qemu-img", "compare", "-q", str(overlay), str(image)], capture_output=True)
+    assert same.returncode == 0, same.stdout + same.stderr
     return exc.value.message
 
 
@@ -105,18 +109,30 @@ def test_a_journal_waiting_for_recovery_is_refused(image, tmp_path):
     assert "journal needs recovery" in _refused(dirty, tmp_path / "w", inject_host.OwnRoot(OFFSET, FS_UUID))
 
 
-def test_verify_steps_aside_to_libguestfs_when_the_host_route_does_not_apply(image, tmp_path, monkeypatch,
-                                                                              caplog):
+ON_HOST = """
+import logging, sys
+from pathlib import Path
+from builder.runner import inject_host
+from builder.runner.verify import VerifyTarget, _inject_on_host
+logging.basicConfig(level=logging.INFO, stream=sys.stdout, format="%(message)s")
+image, overlay, work, offset, uuid = sys.argv[1:]
+target = VerifyTarget(image=Path(image), name="t", arch="x86_64", firmware="bios",
+                      own_root=inject_host.OwnRoot(int(offset), uuid))
+print("ROUTE", _inject_on_host(target, Path(overlay), Path(work)))
+"""
+
+
+def test_verify_steps_aside_to_libguestfs_when_the_host_route_does_not_apply(image, tmp_path, caplog):
     target = VerifyTarget(image=image, name="t", arch="x86_64", firmware="bios",
                           own_root=inject_host.OwnRoot(OFFSET, str(uuidlib.uuid4())))
     overlay = qemu_img.overlay(image, tmp_path / "overlay.qcow2")
     caplog.set_level("INFO", logger="ironforge")
     assert _inject_on_host(target, overlay, tmp_path) is None
     assert "the probe goes in through libguestfs" in caplog.text
-    monkeypatch.setattr(fuse_export, "FUSE_DEVICE", str(tmp_path / "no-fuse"))
-    target = VerifyTarget(image=image, name="t", arch="x86_64", firmware="bios",
-                          own_root=inject_host.OwnRoot(OFFSET, FS_UUID))
-    assert _inject_on_host(target, overlay, tmp_path) is None
-    assert "no-fuse cannot be opened" in caplog.text
-    monkeypatch.undo()
+    # the right filesystem, on a host without /dev/fuse: libguestfs, and the log says why
+    r = without_dev_fuse(ON_HOST, image, overlay, tmp_path, OFFSET, FS_UUID)
+    assert r.returncode == 0, r.stderr
+    assert "ROUTE None" in r.stdout and "/dev/fuse cannot be opened" in r.stdout, r.stdout
+    # and with it, on the same overlay: the host route
+    target = dataclasses.replace(target, own_root=inject_host.OwnRoot(OFFSET, FS_UUID))
     assert _inject_on_host(target, overlay, tmp_path) == "host"
