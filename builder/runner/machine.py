@@ -300,7 +300,11 @@ def build_command(spec: MachineSpec, qmp_socket: Path | None, *, binary: str | N
     for n, path in enumerate(spec.extra_serial_logs, start=1):
         cmd += serial(n, path)
     if qmp_socket is not None:
-        cmd += ["-chardev", f"socket,id=qmp,path={_esc(str(qmp_socket))},server=on,wait=off",
+        # -S: the CPUs wait for QMP "cont" (QemuMachine.start sends it once the session is up).
+        # QEMU 7.2 can write the start-up RESUME event to a client that connects before its
+        # greeting goes out, and the session then fails ("'Greeting' object requires 'QMP'
+        # member"); paused until negotiated, no event precedes the greeting, and none is missed.
+        cmd += ["-S", "-chardev", f"socket,id=qmp,path={_esc(str(qmp_socket))},server=on,wait=off",
                 "-mon", "chardev=qmp,mode=control"]
     cmd += _disk_args(spec, machine)
     if spec.nic is None:
@@ -475,6 +479,7 @@ class QemuMachine:
         if qmp_path is not None:
             try:
                 self._connect_qmp(qmp_path)
+                self.qmp.execute("cont")  # started with -S (build_command): run now that we listen
             except BaseException:
                 self.close()
                 raise

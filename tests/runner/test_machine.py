@@ -44,6 +44,7 @@ def test_every_combination(arch, firmware, bus, nic, accel):
                         Path("/run/q.sock"))
     assert cmd[0] == {"x86_64": "qemu-system-x86_64", "i686": "qemu-system-i386"}[arch]
     assert "-nodefaults" in cmd and "-no-reboot" in cmd
+    assert "-S" in cmd  # with QMP: paused until QemuMachine has its session (and sends "cont")
     assert _pairs(cmd, "-machine") == ["q35" if firmware == "uefi" else "pc"]
     # accel and CPU: KVM -> host CPU, TCG -> "max" (PAE+NX for 686-pae kernels)
     assert _pairs(cmd, "-accel") == (["kvm"] if accel.kvm else ["tcg,thread=multi"])
@@ -91,6 +92,7 @@ def test_uefi_on_i686_is_a_clear_error():
 def test_arch_aliases_and_unknown_arch():
     assert build_command(_spec(arch="i386"), None)[0] == "qemu-system-i386"
     assert build_command(_spec(arch="amd64"), None)[0] == "qemu-system-x86_64"
+    assert "-S" not in build_command(_spec(), None)  # no QMP, nobody to send "cont": runs at once
     with pytest.raises(UsageError, match="sparc"):
         build_command(_spec(arch="sparc"), None)
 
@@ -159,7 +161,13 @@ def test_real_machine_qmp_screendump_and_cleanup(tmp_path, arch, firmware):
                        serial_log=tmp_path / "serial.log", fw_cfg={"nonce": "n1"})
     with QemuMachine(spec) as m:
         m.start()
-        assert m.qmp.execute("query-status")["status"] in ("running", "prelaunch")
+        # started paused (-S) and continued once the QMP session was up: the guest runs, and the
+        # start-up RESUME reached our listener instead of racing the greeting
+        assert m.qmp.execute("query-status")["status"] == "running"
+        deadline = time.monotonic() + 10
+        while not any(e.get("event") == "RESUME" for e in m.events()) and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert [e["event"] for e in m.events()][:1] == ["RESUME"]
         png = m.screendump(tmp_path / "shot.png")
         w, h = decode_png_size(png.read_bytes())
         assert w >= 320 and h >= 200
