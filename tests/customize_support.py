@@ -142,4 +142,3 @@ def recipe_dir(tmp_path: Path, text: str) -> Path:
     (rdir / "files" / "motd").write_text("Welcome to forged\n")
     (rdir / "full.toml").write_text(text)
     return rdir / "full.toml"
-

@@ -17,7 +17,6 @@ from builder.host.guestfs_session import Drive, session
 from builder.runner import guest_probe
 
 
-
 @dataclass(frozen=True)
 class GuestFacts:
     os_type: str            # linux, windows…

@@ -100,16 +100,16 @@ def inject_probe(overlay: Path, root: OwnRoot, work: Path, *, settle_seconds: in
     script.write_text(guest_probe.script(settle_seconds))
     unit = work / "probe.service"
     unit.write_text(guest_probe.unit())
-    unit_path = guest_probe.UNIT_PATH
-    link = (guest_probe.WANTS_LINK, unit_path)
+    files = [(guest_probe.SCRIPT_PATH, script, 0o755), (guest_probe.UNIT_PATH, unit, 0o644)]
+    link = (guest_probe.WANTS_LINK, guest_probe.UNIT_PATH)
     cmds = work / "debugfs.cmds"
-    cmds.write_text(_commands([(guest_probe.SCRIPT_PATH, script, 0o755), (unit_path, unit, 0o644)], [link]))
+    cmds.write_text(_commands(files, [link]))
     with fuse_export.raw_view(overlay, work / "overlay.raw", writable=True, what=what) as raw:
         check_superblock(raw, root)
         device = f"{raw}?offset={root.offset}"
         _debugfs(device, script=cmds, write=True, what=f"{what}: debugfs")
         # debugfs reports a failed request on stderr and still exits 0: read everything back
-        for path, local, mode in ((guest_probe.SCRIPT_PATH, script, 0o755), (unit_path, unit, 0o644)):
+        for path, local, mode in files:
             got = _debugfs(device, request=f"cat {path}", what=f"{what}: read back {path}")
             meta = _debugfs(device, request=f"stat {path}", what=f"{what}: stat {path}")
             if got != local.read_text() or f"Mode:  {mode:04o}" not in meta or "User:     0" not in meta:
